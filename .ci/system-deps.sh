@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages the tests need beyond Python: Debian's chromium (browser test),
+# docker-compose (validates docker-compose.yaml; no engine is needed), and the npm
+# packages of the browser driver (playwright-core, no browser download).
+set -euo pipefail
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund --silent
+fi

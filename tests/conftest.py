@@ -1,0 +1,71 @@
+"""Session-wide real services for the tests: a SecantusDB server (MongoDB wire
+protocol) and a Spark standalone master + worker, all on 127.0.0.1 and free ports,
+stopped by pid at the end of the session."""
+import os
+import uuid
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from msd_pipeline import services
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MSD = PROJECT_ROOT.parent / "shared" / "msd"
+REAL_TRACKS = SHARED_MSD / "tracks"
+
+
+@pytest.fixture(scope="session")
+def real_tracks_dir() -> Path:
+    """The real MSD songs of ../shared/msd/tracks; skips when they are absent."""
+    if not any(REAL_TRACKS.glob("*/*/*/*.h5")):
+        pytest.skip(f"real MSD songs not found at {REAL_TRACKS} (../shared/msd is absent)")
+    return REAL_TRACKS
+
+
+@pytest.fixture(scope="session")
+def services_state_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(services_state_dir) -> str:
+    """URI of a SecantusDB server started for this test session."""
+    port = services.free_port()
+    server = services.mongo_service(services_state_dir, port, storage=":memory:")
+    server.start()
+    yield services.mongo_uri(port)
+    server.stop()
+
+
+@pytest.fixture
+def mongo_db_name(mongo_uri) -> str:
+    """A fresh database name for one test; dropped afterwards."""
+    name = "test_" + uuid.uuid4().hex[:12]
+    yield name
+    client = pymongo.MongoClient(mongo_uri)
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def mongo_env(mongo_uri, monkeypatch) -> str:
+    """Exposes the test server to jobs the way Airflow does: $MSD_MONGO_URI."""
+    monkeypatch.setenv("MSD_MONGO_URI", mongo_uri)
+    return mongo_uri
+
+
+@pytest.fixture(scope="session")
+def spark_master_url(services_state_dir) -> str:
+    """A Spark standalone master and one 2-core worker started from pyspark's wheel."""
+    master_port, webui_port, worker_webui_port = (services.free_port() for _ in range(3))
+    master = services.spark_master_service(services_state_dir, master_port, webui_port)
+    worker = services.spark_worker_service(services_state_dir, master_port, webui_port,
+                                           worker_webui_port, cores=2, memory="2g")
+    master.start()
+    try:
+        worker.start()
+        yield services.spark_master_url(master_port)
+    finally:
+        worker.stop()
+        master.stop()
