@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python: Debian's chromium (browser test),
 # docker-compose (validates docker-compose.yaml; no engine is needed), and the npm
-# packages of the browser driver (playwright-core, no browser download).
+# packages of the browser driver (tests/browser: playwright-core, no browser download).
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
@@ -11,6 +11,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund --silent
-fi
+npm ci --prefix tests/browser --no-audit --no-fund --silent

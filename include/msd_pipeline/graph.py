@@ -1,0 +1,310 @@
+"""The pipeline's one task graph, built for an executor ("target").
+
+``build_pipeline_dag(dag_id, target)`` wires the same tasks for every target:
+
+    prepare_run → [setup] → stage.stage_data → stage.publish_job_config
+      → spark.ingest → spark.train_evaluate_impute → report.collect_metrics → [teardown]
+
+The target (``PipelineTarget``) decides how data is staged, how a Spark job runs
+(spark-submit to a master, or an EMR step) and where files live; the graph, the
+Params form, the run record and the metrics collection are shared. Building the DAG
+reads ``include/pipeline.toml`` and nothing else: no connection, no network.
+"""
+import abc
+import datetime
+import json
+import logging
+import re
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, XComArg, chain, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from msdlib.config import ConfigError, PipelineConfig, from_dict, load_config
+from msdlib.models import CLASSIFIERS, REGRESSORS
+from msd_pipeline import run_records
+
+log = logging.getLogger(__name__)
+
+TaskLike = Union[BaseOperator, XComArg, TaskGroup]
+
+PREPARE_TASK_ID = "prepare_run"
+STAGE_TASK_ID = "stage.stage_data"
+PUBLISH_TASK_ID = "stage.publish_job_config"
+INGEST_JOB = "ingest_songs.py"
+TRAIN_JOB = "train_models.py"
+
+KNOWN_CLASSIFIERS = list(CLASSIFIERS)
+KNOWN_REGRESSORS = list(REGRESSORS)
+STAGING_MODES = ["auto", "path", "url", "generated"]
+
+# Form field → dotted config key it overrides.
+PARAM_CONFIG_KEYS = {
+    "data_source": "staging.mode",
+    "source_path": "ingest.source",
+    "archive_url": "staging.archive_url",
+    "archive_checksum": "staging.archive_checksum",
+    "generated_songs": "staging.generated_songs",
+    "sample_size": "ingest.max_files",
+    "array_encoding": "ingest.array_encoding",
+    "classifiers": "training.classifiers",
+    "regressors": "training.regressors",
+    "folds": "training.folds",
+    "test_fraction": "training.test_fraction",
+    "seed": "training.seed",
+    "impute": "training.impute",
+}
+
+
+def run_field(key: str) -> str:
+    """Jinja expression for one field of the ``prepare_run`` result (templated fields)."""
+    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (PREPARE_TASK_ID, key)
+
+
+def staged_field(key: str) -> str:
+    """Jinja expression for one field of the StagedData returned by ``stage.stage_data``."""
+    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (STAGE_TASK_ID, key)
+
+
+def job_config_field() -> str:
+    """Jinja expression for the ``--config`` value published for this run."""
+    return "{{ ti.xcom_pull(task_ids='%s') }}" % PUBLISH_TASK_ID
+
+
+class PipelineTarget(abc.ABC):
+    """Where and how the pipeline's steps run. See /work/notes/graph-contract.md.
+
+    Builder methods run at parse time inside the DAG (and TaskGroup) context and must
+    not touch connections or the network; the others run inside the factory's tasks.
+    """
+
+    name = "abstract"
+
+    # -- parse-time builders -------------------------------------------------------
+    def setup(self, run: XComArg) -> Optional[Union[TaskLike, Sequence[TaskLike]]]:
+        """Tasks creating run-scoped resources (e.g. a cluster), chained in order; the first
+        must be an operator or XComArg: it is the setup ``teardown`` pairs with."""
+        return None
+
+    @abc.abstractmethod
+    def stage_data(self, run: XComArg) -> Union[BaseOperator, XComArg]:
+        """Stage the songs. Returns the task (id ``stage_data``; chain any helpers before it)
+        whose return value is a StagedData dict:
+        ``{"source": <ingest.source>, "mode": str, "files": int | None, "detail": {}}``."""
+
+    @abc.abstractmethod
+    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> TaskLike:
+        """Tasks running ``spark_jobs/<job>`` with the (templated) CLI ``job_args``; they
+        fail when the job fails."""
+
+    def teardown(self, run: XComArg) -> Optional[BaseOperator]:
+        """A task releasing what ``setup`` created; the factory marks it as a teardown."""
+        return None
+
+    def extra_params(self) -> Dict[str, Param]:
+        """Target-specific fields of the Params form."""
+        return {}
+
+    # -- run-time hooks ------------------------------------------------------------
+    def overrides_from_params(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """Dotted config overrides derived from ``extra_params`` values."""
+        return {}
+
+    @abc.abstractmethod
+    def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
+        """The absolute location (path or URI) of ``training.artifacts_uri``."""
+
+    @abc.abstractmethod
+    def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
+        """Store the run's job configuration; return the jobs' ``--config`` value."""
+
+    @abc.abstractmethod
+    def read_text(self, uri: str) -> Optional[str]:
+        """The text of a file under the artifacts location, or None when it is absent."""
+
+    def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
+        """Target fields stored under ``target_details`` in the run record."""
+        return {}
+
+
+def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
+                       doc_md: Optional[str] = None, tags: Sequence[str] = (),
+                       config: Optional[PipelineConfig] = None) -> DAG:
+    """The pipeline DAG for ``target``; ``config`` defaults to include/pipeline.toml."""
+    config = config or load_config()
+    settings = config.pipeline
+    step_timeout = datetime.timedelta(minutes=settings.step_timeout_minutes)
+    default_args = {
+        "owner": settings.owner,
+        "retries": settings.retries,
+        "retry_delay": datetime.timedelta(minutes=settings.retry_delay_minutes),
+        "execution_timeout": step_timeout,
+    }
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        doc_md=doc_md,
+        schedule=settings.schedule or None,
+        start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=step_timeout * 3,
+        default_args=default_args,
+        params={**pipeline_params(config), **target.extra_params()},
+        tags=["msd", "spark", target.name, *tags],
+    ) as dag:
+        _wire_graph(target)
+    return dag
+
+
+def pipeline_params(config: PipelineConfig) -> Dict[str, Param]:
+    """The Params form shared by every target, defaulting to ``config``."""
+    training = config.training
+    return {
+        "data_source": Param(config.staging.mode, enum=STAGING_MODES, title="Data source",
+                             description="auto: source path if it exists, else generated songs; "
+                                         "path: the source path; url: download the MSD subset "
+                                         "archive; generated: generated songs"),
+        "source_path": Param(config.ingest.source, type="string", title="Source path",
+                             description="Folder in MSD's X/Y/Z layout, a glob, @listfile or s3:// prefix"),
+        "archive_url": Param(config.staging.archive_url, type="string", title="Archive URL"),
+        "archive_checksum": Param(config.staging.archive_checksum or None, type=["null", "string"],
+                                  title="Archive checksum",
+                                  description="sha256:<hex> or md5:<hex>; empty: not verified"),
+        "generated_songs": Param(config.staging.generated_songs, type="integer", minimum=1,
+                                 title="Generated songs"),
+        "sample_size": Param(config.ingest.max_files, type="integer", minimum=0,
+                             title="Sample size", description="Songs to ingest at most (0 = all)"),
+        "array_encoding": Param(config.ingest.array_encoding, enum=["list", "float32"],
+                                title="Array encoding"),
+        "classifiers": Param(list(training.classifiers), type="array",
+                             items={"type": "string", "enum": KNOWN_CLASSIFIERS},
+                             examples=KNOWN_CLASSIFIERS, title="Decade classifiers"),
+        "regressors": Param(list(training.regressors), type="array",
+                            items={"type": "string", "enum": KNOWN_REGRESSORS},
+                            examples=KNOWN_REGRESSORS, title="Year regressors"),
+        "folds": Param(training.folds, type="integer", minimum=2, maximum=10,
+                       title="Cross-validation folds"),
+        "test_fraction": Param(training.test_fraction, type="number", exclusiveMinimum=0,
+                               exclusiveMaximum=1, title="Test fraction (artist-disjoint)"),
+        "seed": Param(training.seed, type="integer", title="Random seed"),
+        "impute": Param(training.impute, type="boolean", title="Impute unknown years"),
+        "config_overrides": Param({}, type="object", title="Advanced: config overrides",
+                                  description='Dotted keys, e.g. {"training.parallelism": 1}'),
+    }
+
+
+def config_overrides(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Dotted config overrides from the form values (``config_overrides`` wins)."""
+    overrides = {key: params[name] for name, key in PARAM_CONFIG_KEYS.items()
+                 if params.get(name) is not None}
+    overrides.update(params.get("config_overrides") or {})
+    return overrides
+
+
+def run_key_for(run_id: str) -> str:
+    """The Airflow run id made safe for paths and S3 keys."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
+
+
+def _wire_graph(target: PipelineTarget) -> None:
+    @task(task_id=PREPARE_TASK_ID, multiple_outputs=False,
+          execution_timeout=datetime.timedelta(minutes=5))
+    def prepare_run() -> Dict[str, Any]:
+        """Resolve this run's configuration from pipeline.toml and the form."""
+        context = get_current_context()
+        params = dict(context["params"])
+        overrides = {**config_overrides(params), **target.overrides_from_params(params)}
+        try:
+            config = load_config(overrides=overrides)
+        except ConfigError as exc:  # a bad form value: retrying cannot help
+            raise AirflowFailException("invalid run configuration: {}".format(exc)) from exc
+        run_uri_root = target.resolve_artifacts_uri(config.training.artifacts_uri)
+        config = config.with_overrides({"training.artifacts_uri": run_uri_root})
+        run_id = context["run_id"]
+        run_key = run_key_for(run_id)
+        run_uri = run_uri_root.rstrip("/") + "/" + run_key
+        return {
+            "dag_id": context["dag"].dag_id,
+            "airflow_run_id": run_id,
+            "run_key": run_key,
+            "target": target.name,
+            "params": params,
+            "config": config.to_dict(),
+            "run_uri": run_uri,
+            "ingest_summary_uri": run_uri + "/ingest_summary.json",
+            "train_summary_uri": run_uri + "/train_summary.json",
+            "metrics_uri": run_uri + "/metrics.json",
+        }
+
+    @task(task_id="publish_job_config", execution_timeout=datetime.timedelta(minutes=5))
+    def publish_job_config(run: Dict[str, Any], staged: Dict[str, Any]) -> str:
+        """Write the job configuration with the staged source; return its location."""
+        config = from_dict(run["config"]).with_overrides(
+            {"ingest.source": staged["source"]})
+        location = target.publish_job_config(run, config.to_json())
+        log.info("Job configuration for run %s: %s", run["run_key"], location)
+        return location
+
+    @task(task_id="collect_metrics", multiple_outputs=False,
+          execution_timeout=datetime.timedelta(minutes=10))
+    def collect_metrics(run: Dict[str, Any], staged: Dict[str, Any], config_uri: str) -> Dict[str, Any]:
+        """Summaries and metrics → a pipeline_runs record; the report's location → the log."""
+        context = get_current_context()
+        record = run_records.build_run_record(
+            run, staged, config_uri, read_json=lambda uri: _read_json(target, uri),
+            started_at=context["dag_run"].start_date,
+            target_details=target.run_record_details(run, context),
+            report_exists=lambda uri: target.read_text(uri) is not None)
+        run_records.save_run_record(record, from_dict(run["config"]).mongo)
+        log.info("Run record %s stored in pipeline_runs", record["_id"])
+        log.info("Report: %s", record["artifacts"]["report_uri"] or "(none written)")
+        return run_records.summarize(record)
+
+    run = prepare_run()
+    setup_tasks = _as_list(target.setup(run))
+    with TaskGroup("stage", tooltip="Stage the songs and publish the job configuration"):
+        staged = _as_xcom_arg(target.stage_data(run))
+        config_uri = publish_job_config(run, staged)
+    with TaskGroup("spark", tooltip="Spark jobs: ingest, then train + evaluate + impute"):
+        ingest = target.spark_step("ingest", INGEST_JOB, _job_args("ingest_summary_uri"))
+        train = target.spark_step("train_evaluate_impute", TRAIN_JOB, _job_args("train_summary_uri"))
+        chain(ingest, train)
+    with TaskGroup("report", tooltip="Metrics, run record and report location"):
+        summary = collect_metrics(run, staged, config_uri)
+    chain(run, *setup_tasks, staged)
+    chain(config_uri, ingest)
+    chain(train, summary)
+    teardown = target.teardown(run)
+    if teardown is not None:
+        chain(summary, teardown)
+        teardown.as_teardown(setups=_first_operator(setup_tasks))
+
+
+def _job_args(summary_field: str) -> List[str]:
+    return ["--config", job_config_field(), "--run-id", run_field("run_key"),
+            "--summary-path", run_field(summary_field)]
+
+
+def _read_json(target: PipelineTarget, uri: str) -> Optional[Dict[str, Any]]:
+    text = target.read_text(uri)
+    return json.loads(text) if text is not None else None
+
+
+def _as_list(items: Any) -> List[TaskLike]:
+    if items is None:
+        return []
+    return list(items) if isinstance(items, (list, tuple)) else [items]
+
+
+def _as_xcom_arg(produced: Union[BaseOperator, XComArg]) -> XComArg:
+    return produced if isinstance(produced, XComArg) else XComArg(produced)
+
+
+def _first_operator(tasks: List[TaskLike]) -> Optional[BaseOperator]:
+    if not tasks:
+        return None
+    first = tasks[0]
+    if isinstance(first, TaskGroup):
+        raise TypeError("the first task of PipelineTarget.setup must be an operator, not a TaskGroup")
+    return first.operator if isinstance(first, XComArg) else first

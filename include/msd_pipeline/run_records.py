@@ -1,0 +1,116 @@
+"""Run records: one document per successful pipeline run in ``pipeline_runs``.
+
+Schema (``schema_version`` 1), shared by every target:
+
+    _id              "<dag_id>:<run_key>" (a re-run of collect_metrics replaces it)
+    schema_version   1
+    dag_id, airflow_run_id, run_key, target ("local" | "emr"), status ("success")
+    started_at       the DAG run's start (datetime, UTC)
+    recorded_at      when this record was written (datetime, UTC)
+    params           the Params form values of the run
+    config           the resolved configuration the jobs ran with (no secrets)
+    data             the StagedData of the stage step
+    ingest           the ingest job's JSON summary
+    training         the training job's JSON summary
+    metrics          the content of metrics.json
+    artifacts        {run_uri, metrics_uri, report_uri, config_uri}
+    target_details   target-specific facts (EMR: cluster id, instance-hours, cost)
+"""
+import datetime
+from typing import Any, Callable, Dict, Optional
+
+from msdlib.config import MongoSettings
+
+SCHEMA_VERSION = 1
+REPORT_NAMES = ("report.html", "report.md")
+
+JsonReader = Callable[[str], Optional[Dict[str, Any]]]
+
+
+class MissingOutputError(RuntimeError):
+    """A Spark step finished without leaving the output the pipeline needs."""
+
+
+def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: str, *,
+                     read_json: JsonReader, started_at: Optional[datetime.datetime],
+                     target_details: Dict[str, Any],
+                     report_exists: Callable[[str], bool]) -> Dict[str, Any]:
+    """The run record of ``run`` (the ``prepare_run`` result), reading the jobs' outputs."""
+    ingest = _required(read_json, run["ingest_summary_uri"], "ingest summary")
+    training = _required(read_json, run["train_summary_uri"], "training summary")
+    metrics = _required(read_json, run["metrics_uri"], "metrics.json")
+    return {
+        "_id": "{}:{}".format(run["dag_id"], run["run_key"]),
+        "schema_version": SCHEMA_VERSION,
+        "dag_id": run["dag_id"],
+        "airflow_run_id": run["airflow_run_id"],
+        "run_key": run["run_key"],
+        "target": run["target"],
+        "status": "success",
+        "started_at": started_at,
+        "recorded_at": datetime.datetime.now(datetime.timezone.utc),
+        "params": run["params"],
+        "config": run["config"],
+        "data": staged,
+        "ingest": ingest,
+        "training": training,
+        "metrics": metrics,
+        "artifacts": {
+            "run_uri": run["run_uri"],
+            "metrics_uri": run["metrics_uri"],
+            "report_uri": find_report(run["run_uri"], training, report_exists),
+            "config_uri": config_uri,
+        },
+        "target_details": target_details,
+    }
+
+
+def find_report(run_uri: str, training_summary: Dict[str, Any],
+                exists: Callable[[str], bool]) -> Optional[str]:
+    """The report's location: named by the training summary, else a known file name."""
+    for key in ("report_uri", "report_path", "report"):
+        value = training_summary.get(key)
+        if isinstance(value, str) and value:
+            return value
+    for name in REPORT_NAMES:
+        candidate = run_uri.rstrip("/") + "/" + name
+        if exists(candidate):
+            return candidate
+    return None
+
+
+def save_run_record(record: Dict[str, Any], mongo: MongoSettings) -> None:
+    """Replace-upsert ``record`` through the Airflow connection ``mongo.airflow_conn_id``."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    with MongoHook(mongo_conn_id=mongo.airflow_conn_id) as hook:
+        collection = hook.get_collection(mongo.runs_collection, mongo_db=mongo.database)
+        collection.replace_one({"_id": record["_id"]}, record, upsert=True)
+
+
+def summarize(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The small, JSON-safe summary pushed to XCom."""
+    training = record["training"]
+    return {
+        "run_record_id": record["_id"],
+        "target": record["target"],
+        "data_source": record["data"].get("source"),
+        "ingest": _pick(record["ingest"], ("files_seen", "files_ingested", "files_failed",
+                                           "seconds")),
+        "decade": _pick(training.get("decade", {}), ("chosen", "test", "baseline")),
+        "year": _pick(training.get("year", {}), ("chosen", "test", "baseline")),
+        "imputed": training.get("imputed"),
+        "report_uri": record["artifacts"]["report_uri"],
+        "metrics_uri": record["artifacts"]["metrics_uri"],
+    }
+
+
+def _required(read_json: JsonReader, uri: str, what: str) -> Dict[str, Any]:
+    value = read_json(uri)
+    if value is None:
+        raise MissingOutputError("{} not found at {}".format(what, uri))
+    return value
+
+
+def _pick(summary: Dict[str, Any], keys: Any) -> Dict[str, Any]:
+    return {key: summary[key] for key in keys if key in summary}

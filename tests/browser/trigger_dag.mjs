@@ -1,0 +1,94 @@
+// Triggers a DAG from the Airflow UI in headless Chromium, waits for the run to finish
+// and keeps a screenshot of the run's page.
+//
+//   node trigger_dag.mjs --url http://127.0.0.1:8300 --dag msd_local_pipeline \
+//     --param generated_songs=150 --screenshot out.png [--timeout-seconds 600]
+//
+// Prints one JSON line: {"run_id": ..., "state": ..., "screenshot": ...}; exits 0 when
+// the run succeeded, 1 otherwise.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM_FLAGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const FINISHED = new Set(['success', 'failed']);
+
+function parseArgs(argv) {
+  const args = { params: {}, timeoutSeconds: 600 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (flag === '--url') args.url = value.replace(/\/$/, '');
+    else if (flag === '--dag') args.dag = value;
+    else if (flag === '--screenshot') args.screenshot = value;
+    else if (flag === '--timeout-seconds') args.timeoutSeconds = Number(value);
+    else if (flag === '--param') {
+      const [name, ...rest] = value.split('=');
+      args.params[name] = rest.join('=');
+    } else throw new Error(`unknown argument ${flag}`);
+  }
+  if (!args.url || !args.dag || !args.screenshot) {
+    throw new Error('--url, --dag and --screenshot are required');
+  }
+  return args;
+}
+
+async function triggerFromForm(page, args) {
+  await page.goto(`${args.url}/dags/${args.dag}`);
+  await page.getByRole('button', { name: /^Trigger/ }).first().click();
+  const dialog = page.getByRole('dialog');
+  for (const [name, value] of Object.entries(args.params)) {
+    await dialog.locator(`[name="element_${name}"]`).fill(value);
+  }
+  const unpause = dialog.getByText(`Unpause ${args.dag} on trigger`);
+  if (await unpause.count()) await unpause.check();
+  const runsCreated = page.waitForResponse(
+    (response) => response.request().method() === 'POST'
+      && response.url().includes(`/api/v2/dags/${args.dag}/dagRuns`));
+  await dialog.getByRole('button', { name: /^Trigger$/ }).click();
+  const response = await runsCreated;
+  if (!response.ok()) throw new Error(`trigger failed: ${response.status()} ${await response.text()}`);
+  return (await response.json()).dag_run_id;
+}
+
+async function waitForEnd(page, args, runId) {
+  const runUrl = `${args.url}/api/v2/dags/${args.dag}/dagRuns/${encodeURIComponent(runId)}`;
+  const deadline = Date.now() + args.timeoutSeconds * 1000;
+  while (Date.now() < deadline) {
+    const state = (await (await page.request.get(runUrl)).json()).state;
+    if (FINISHED.has(state)) return state;
+    await page.waitForTimeout(3000);
+  }
+  return 'timeout';
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-profile-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS,
+    viewport: { width: 1400, height: 900 },
+  });
+  try {
+    const page = await context.newPage();
+    const runId = await triggerFromForm(page, args);
+    const state = await waitForEnd(page, args, runId);
+    await page.goto(`${args.url}/dags/${args.dag}/runs/${encodeURIComponent(runId)}`);
+    await page.getByText(/^(success|failed)$/i).first().waitFor({ timeout: 30000 }).catch(() => {});
+    fs.mkdirSync(path.dirname(args.screenshot), { recursive: true });
+    await page.screenshot({ path: args.screenshot, fullPage: true });
+    console.log(JSON.stringify({ run_id: runId, state, screenshot: args.screenshot }));
+    process.exitCode = state === 'success' ? 0 : 1;
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 2;
+});
