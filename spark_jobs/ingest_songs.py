@@ -1,0 +1,57 @@
+"""Spark job: ingest MSD per-song HDF5 files into MongoDB (collection ``songs``).
+
+    spark-submit --py-files msdlib.zip spark_jobs/ingest_songs.py \\
+        --config conf.json --set ingest.source=s3://bucket/tracks --run-id RUN \\
+        [--summary-path s3://bucket/runs/RUN/ingest.json]
+
+or directly: ``python spark_jobs/ingest_songs.py ...`` (master from ``spark.master``).
+The MongoDB URI is read from $MSD_MONGO_URI only. Prints the JSON summary as the last
+stdout line; exit 0 on success, 1 when the failed share of files exceeds
+``ingest.max_failed_fraction``, 2 on bad usage or configuration.
+"""
+import os
+import sys
+from typing import List
+
+from msdlib.cli import (EXIT_FAILED_CHECKS, EXIT_OK, build_parser, emit_summary,
+                        load_job_config, resolve_run_id, run_main)
+from msdlib.config import PipelineConfig
+from msdlib.ingest import list_ingest_paths, run_ingest, validate_settings
+from msdlib.mongo import mongo_uri_from_env, redact_uri
+
+
+def create_spark_session(config: PipelineConfig):
+    """A SparkSession on ``spark.master``, unless spark-submit already chose the master."""
+    from pyspark.sql import SparkSession
+
+    # Executors run the driver's interpreter unless the caller says otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("msd-ingest-songs")
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set only by spark-submit's launcher
+        builder = builder.master(config.spark.master)
+    for key, value in config.spark.conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def main(argv: List[str]) -> int:
+    args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
+    config = load_job_config(args)
+    validate_settings(config.ingest)
+    run_id = resolve_run_id(args.run_id)
+    mongo_uri = mongo_uri_from_env()
+    print("ingest {} -> {} database {} (run {})".format(
+        config.ingest.source, redact_uri(mongo_uri), config.mongo.database, run_id),
+        file=sys.stderr, flush=True)
+    paths = list_ingest_paths(config)  # before Spark: a bad source fails fast (exit 2)
+    spark = create_spark_session(config)
+    try:
+        summary = run_ingest(spark.sparkContext, config, run_id, mongo_uri, paths)
+    finally:
+        spark.stop()
+    emit_summary(summary, args.summary_path)
+    return EXIT_OK if summary["ok"] else EXIT_FAILED_CHECKS
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

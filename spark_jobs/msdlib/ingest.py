@@ -1,0 +1,325 @@
+"""HDF5 song files → MongoDB ``songs``, one Spark partition at a time.
+
+The driver lists the file paths (nothing else), Spark spreads them over partitions,
+and every partition opens its own MongoClient, reads and parses its files and writes
+them in unordered bulk writes of ``ingest.batch_size`` documents (new songs inserted,
+existing ones replaced: the effect of an upsert, at insert speed). A file that cannot
+become a song gets one record in ``ingest_errors`` (``_id`` = path) instead; a file
+that later succeeds has its record removed. Each partition returns three counts and a
+reasons histogram, reduced on the driver: no song data ever reaches the driver.
+
+Re-runs are idempotent: ``_id`` is the track id and each write replaces the whole
+document. Only expected per-file failures are quarantined (SongFileError, OSError,
+botocore errors, a document the server rejects); anything else, a database outage
+above all, fails the job.
+
+Python 3.9 syntax: this module ships to EMR with the Spark jobs.
+"""
+import datetime
+import functools
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from pymongo import DeleteMany, InsertOne, ReplaceOne
+from pymongo.errors import BulkWriteError
+
+from msdlib.config import ConfigError, IngestSettings, PipelineConfig
+from msdlib.documents import build_document
+from msdlib.hdf5_reader import SongFileError, read_song
+from msdlib.mongo import connect, ensure_indexes
+from msdlib.sources import SourceReader, list_sources
+
+ARRAY_ENCODINGS = ("list", "float32")
+MAX_ERROR_MESSAGE_CHARS = 500
+# Reasons recorded by the job itself; read_song/build_document add SongFileError.reason.
+REASON_UNREADABLE = "unreadable"
+REASON_S3 = "s3_error"
+REASON_WRITE_REJECTED = "write_rejected"
+DUPLICATE_KEY = 11000
+
+
+def _botocore_errors() -> Tuple[type, ...]:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # local-only installs without boto3
+        return ()
+    return (BotoCoreError, ClientError)
+
+
+BOTOCORE_ERRORS = _botocore_errors()
+
+
+@dataclass
+class IngestCounts:
+    """Per-partition tallies; ``merged`` reduces them on the driver."""
+    seen: int = 0
+    ingested: int = 0
+    failed: int = 0
+    reasons: Dict[str, int] = field(default_factory=dict)
+
+    def add_failure(self, reason: str) -> None:
+        self.failed += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def merged(self, other: "IngestCounts") -> "IngestCounts":
+        reasons = dict(self.reasons)
+        for reason, count in other.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        return IngestCounts(self.seen + other.seen, self.ingested + other.ingested,
+                            self.failed + other.failed, reasons)
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Everything a partition needs, pickled into the Spark closure.
+
+    The Mongo URI travels here rather than in ``spark.executorEnv.MSD_MONGO_URI``:
+    executorEnv settings are shown in the Spark UI's Environment tab and written to the
+    event log (Spark's default redaction pattern does not match that name), while a
+    task closure is only ever sent, serialized, to the executors.
+    """
+    mongo_uri: str = field(repr=False)
+    database: str
+    songs_collection: str
+    errors_collection: str
+    run_id: str
+    ingested_at: datetime.datetime
+    encoding: str
+    partition_buckets: int
+    batch_size: int
+    s3_endpoint_url: Optional[str] = None
+
+
+def validate_settings(settings: IngestSettings) -> None:
+    """Reject settings the job cannot run with (ConfigError → exit code 2)."""
+    problems = []
+    if settings.array_encoding not in ARRAY_ENCODINGS:
+        problems.append("ingest.array_encoding must be one of {}, got {!r}".format(
+            ", ".join(ARRAY_ENCODINGS), settings.array_encoding))
+    if settings.batch_size < 1:
+        problems.append("ingest.batch_size must be at least 1")
+    if settings.partitions < 0:
+        problems.append("ingest.partitions must be 0 (automatic) or more")
+    if settings.partition_buckets < 1:
+        problems.append("ingest.partition_buckets must be at least 1")
+    if not 0.0 <= settings.max_failed_fraction <= 1.0:
+        problems.append("ingest.max_failed_fraction must be between 0 and 1")
+    if settings.max_files < 0:
+        problems.append("ingest.max_files must be 0 (all) or more")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def make_task(config: PipelineConfig, mongo_uri: str, run_id: str,
+              ingested_at: datetime.datetime,
+              s3_endpoint_url: Optional[str] = None) -> PartitionTask:
+    return PartitionTask(
+        mongo_uri=mongo_uri, database=config.mongo.database,
+        songs_collection=config.mongo.songs_collection,
+        errors_collection=config.mongo.errors_collection,
+        run_id=run_id, ingested_at=ingested_at, encoding=config.ingest.array_encoding,
+        partition_buckets=config.ingest.partition_buckets,
+        batch_size=config.ingest.batch_size, s3_endpoint_url=s3_endpoint_url)
+
+
+def utc_now() -> datetime.datetime:
+    """Millisecond precision, as BSON stores it, so re-read values compare equal."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def error_record(path: str, reason: str, message: str, run_id: str,
+                 recorded_at: datetime.datetime) -> Dict[str, Any]:
+    return {"_id": path, "path": path, "reason": reason,
+            "message": message[:MAX_ERROR_MESSAGE_CHARS], "run_id": run_id,
+            "recorded_at": recorded_at}
+
+
+def song_document(path: str, data: bytes, task: PartitionTask) -> Dict[str, Any]:
+    """The ``songs`` document of one file's bytes; raises SongFileError for bad files."""
+    return build_document(
+        read_song(data), path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+        run_id=task.run_id, ingested_at=task.ingested_at, encoding=task.encoding,
+        partition_buckets=task.partition_buckets)
+
+
+def convert_file(path: str, reader: SourceReader,
+                 task: PartitionTask) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """``(document, None)`` for a good file, ``(None, error record)`` for a bad one."""
+    try:
+        return song_document(path, reader.read(path), task), None
+    except SongFileError as exc:
+        reason, message = exc.reason, str(exc)
+    except OSError as exc:
+        reason, message = REASON_UNREADABLE, "{}: {}".format(type(exc).__name__, exc)
+    except BOTOCORE_ERRORS as exc:
+        reason, message = REASON_S3, "{}: {}".format(type(exc).__name__, exc)
+    return None, error_record(path, reason, message, task.run_id, utc_now())
+
+
+def write_batch(db: Any, task: PartitionTask, documents: List[Dict[str, Any]],
+                errors: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Write ``documents`` and the error records; clear old records of written files.
+
+    Returns one more error record per document the server rejected (e.g. over the
+    16 MB BSON limit); those are stored with the others.
+    """
+    rejected = write_songs(db[task.songs_collection], documents, task)
+    rejected_paths = {record["_id"] for record in rejected}
+    written_paths = [doc["source"]["path"] for doc in documents
+                     if doc["source"]["path"] not in rejected_paths]
+    operations = [ReplaceOne({"_id": record["_id"]}, record, upsert=True)
+                  for record in errors + rejected]
+    if written_paths:
+        operations.append(DeleteMany({"_id": {"$in": written_paths}}))
+    if operations:
+        db[task.errors_collection].bulk_write(operations, ordered=False)
+    return rejected
+
+
+def write_songs(songs: Any, documents: List[Dict[str, Any]],
+                task: PartitionTask) -> List[Dict[str, Any]]:
+    """Insert the new songs and replace the existing ones, unordered; returns the error
+    records of documents the server rejected.
+
+    The end state is that of an upsert of every document, but inserts are cheaper: on
+    SecantusDB, replacing a large document costs the server 2-3x the work of inserting
+    it (benchmarks/README.md). A song inserted meanwhile by another partition (the same
+    track under two paths) is replaced instead.
+    """
+    if not documents:
+        return []
+    ids = [doc["_id"] for doc in documents]
+    existing = {doc["_id"] for doc in songs.find({"_id": {"$in": ids}}, {"_id": 1})}
+    failures = _bulk_failures(songs, [
+        ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) if doc["_id"] in existing
+        else InsertOne(doc) for doc in documents])
+    duplicates = [index for index, item in failures.items() if item.get("code") == DUPLICATE_KEY]
+    if duplicates:
+        retried = _bulk_failures(songs, [
+            ReplaceOne({"_id": documents[index]["_id"]}, documents[index], upsert=True)
+            for index in duplicates])
+        for position, index in enumerate(duplicates):
+            if position in retried:
+                failures[index] = retried[position]
+            else:
+                del failures[index]
+    recorded_at = utc_now()
+    return [error_record(documents[index]["source"]["path"], REASON_WRITE_REJECTED,
+                         item.get("errmsg", ""), task.run_id, recorded_at)
+            for index, item in sorted(failures.items())]
+
+
+def _bulk_failures(collection: Any, operations: List[Any]) -> Dict[int, Dict[str, Any]]:
+    """Run an unordered bulk write; its per-operation write errors by operation index.
+    Anything else (write concern, network, server down) raises."""
+    try:
+        collection.bulk_write(operations, ordered=False)
+        return {}
+    except BulkWriteError as exc:
+        details = exc.details
+        if details.get("writeConcernErrors") or not details.get("writeErrors"):
+            raise
+        return {item["index"]: item for item in details["writeErrors"]}
+
+
+def ingest_paths(paths: Iterable[str], task: PartitionTask) -> IngestCounts:
+    """Ingest every path with one MongoClient; the body of one Spark partition."""
+    counts = IngestCounts()
+    reader = SourceReader(task.s3_endpoint_url)
+    client = connect(task.mongo_uri)
+    try:
+        db = client[task.database]
+        documents = []  # type: List[Dict[str, Any]]
+        errors = []  # type: List[Dict[str, Any]]
+        for path in paths:
+            counts.seen += 1
+            document, error = convert_file(path, reader, task)
+            if document is not None:
+                documents.append(document)
+            else:
+                errors.append(error)
+            if len(documents) + len(errors) >= task.batch_size:
+                _flush(db, task, documents, errors, counts)
+                documents, errors = [], []
+        _flush(db, task, documents, errors, counts)
+    finally:
+        client.close()
+    return counts
+
+
+def _flush(db: Any, task: PartitionTask, documents: List[Dict[str, Any]],
+           errors: List[Dict[str, Any]], counts: IngestCounts) -> None:
+    rejected = write_batch(db, task, documents, errors)
+    counts.ingested += len(documents) - len(rejected)
+    for record in errors + rejected:
+        counts.add_failure(record["reason"])
+
+
+def ingest_partition(paths: Iterator[str], task: PartitionTask) -> Iterator[IngestCounts]:
+    """``mapPartitions`` adapter: one IngestCounts per partition."""
+    yield ingest_paths(paths, task)
+
+
+def partition_count(configured: int, default_parallelism: int, files: int) -> int:
+    """``ingest.partitions`` or twice Spark's parallelism, never more than the files."""
+    wanted = configured if configured > 0 else 2 * default_parallelism
+    return max(1, min(wanted, files))
+
+
+def failed_fraction(counts: IngestCounts) -> float:
+    return counts.failed / counts.seen if counts.seen else 0.0
+
+
+def list_ingest_paths(config: PipelineConfig,
+                      s3_endpoint_url: Optional[str] = None) -> List[str]:
+    """The driver's listing of ``ingest.source`` (paths only), capped by ``ingest.max_files``."""
+    return list_sources(config.ingest.source, config.ingest.max_files, s3_endpoint_url)
+
+
+def run_ingest(spark_context: Any, config: PipelineConfig, run_id: str, mongo_uri: str,
+               paths: List[str], s3_endpoint_url: Optional[str] = None) -> Dict[str, Any]:
+    """Ingest ``paths`` into MongoDB with Spark; returns the job summary."""
+    validate_settings(config.ingest)
+    started = time.monotonic()
+    client = connect(mongo_uri)
+    try:
+        db = client[config.mongo.database]
+        ensure_indexes(db, config)
+        task = make_task(config, mongo_uri, run_id, utc_now(), s3_endpoint_url)
+        partitions = partition_count(config.ingest.partitions,
+                                     spark_context.defaultParallelism, len(paths))
+        counts = (spark_context.parallelize(paths, partitions)
+                  .mapPartitions(functools.partial(ingest_partition, task=task))
+                  .reduce(lambda left, right: left.merged(right)))
+        songs_total = db[config.mongo.songs_collection].estimated_document_count()
+    finally:
+        client.close()
+    summary = build_summary(counts, time.monotonic() - started, config, run_id)
+    summary.update(partitions=partitions, songs_in_collection=songs_total,
+                   spark_master=spark_context.master)
+    return summary
+
+
+def build_summary(counts: IngestCounts, seconds: float, config: PipelineConfig,
+                  run_id: str) -> Dict[str, Any]:
+    """The JSON summary; ``ok`` is False when the failed share exceeds the threshold."""
+    fraction = failed_fraction(counts)
+    return {
+        "job": "ingest_songs",
+        "run_id": run_id,
+        "ok": fraction <= config.ingest.max_failed_fraction,
+        "source": config.ingest.source,
+        "database": config.mongo.database,
+        "encoding": config.ingest.array_encoding,
+        "files_seen": counts.seen,
+        "files_ingested": counts.ingested,
+        "files_failed": counts.failed,
+        "failed_fraction": round(fraction, 6),
+        "max_failed_fraction": config.ingest.max_failed_fraction,
+        "failure_reasons": dict(sorted(counts.reasons.items())),
+        "seconds": round(seconds, 3),
+        "songs_per_second": round(counts.ingested / seconds, 2) if seconds > 0 else None,
+    }
