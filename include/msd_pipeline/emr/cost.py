@@ -1,0 +1,51 @@
+"""Estimated cost of a run's cluster: instance-hours × a configurable price table."""
+import datetime
+from typing import Any, Dict, List, Optional
+
+from msdlib.config import EmrSettings
+
+
+def cluster_hours(timeline: Dict[str, Any], now: Optional[datetime.datetime] = None) -> float:
+    """Hours from the cluster's creation to its end (or ``now`` while it is up)."""
+    start = timeline["CreationDateTime"]
+    end = timeline.get("EndDateTime") or now or datetime.datetime.now(start.tzinfo)
+    return max((end - start).total_seconds(), 0.0) / 3600.0
+
+
+def requested_instances(emr: EmrSettings) -> List[Dict[str, Any]]:
+    """(instance type, count, market) lines of the requested cluster. For fleets the
+    dearest configured type is assumed, so the estimate is an upper bound."""
+    core_type = emr.core_instance_type
+    if emr.instance_layout == "fleets":
+        core_type = max(emr.fleet_instance_types, key=lambda name: _price(emr, name))
+    return [
+        {"role": "master", "instance_type": emr.master_instance_type, "count": 1,
+         "market": "ON_DEMAND"},
+        {"role": "core", "instance_type": core_type, "count": emr.core_instance_count,
+         "market": "SPOT" if emr.core_on_spot else "ON_DEMAND"},
+    ]
+
+
+def estimate_cost(emr: EmrSettings, hours: float) -> Dict[str, Any]:
+    """Instance-hours and estimated USD for ``hours`` of the requested cluster."""
+    lines = []
+    for line in requested_instances(emr):
+        price = _price(emr, line["instance_type"])
+        if line["market"] == "SPOT":
+            price *= emr.spot_price_fraction
+        instance_hours = line["count"] * hours
+        lines.append({**line, "instance_hours": round(instance_hours, 4),
+                      "usd_per_hour": round(price, 4), "usd": round(instance_hours * price, 4)})
+    return {"hours": round(hours, 4),
+            "instance_hours": round(sum(line["instance_hours"] for line in lines), 4),
+            "estimated_usd": round(sum(line["usd"] for line in lines), 4),
+            "lines": lines,
+            "note": "estimate: configured on-demand prices (emr.hourly_prices), spot at "
+                    "emr.spot_price_fraction; storage, S3 and data transfer excluded"}
+
+
+def _price(emr: EmrSettings, instance_type: str) -> float:
+    try:
+        return float(emr.hourly_prices[instance_type])
+    except KeyError:
+        raise ValueError(f"no price for {instance_type} in emr.hourly_prices") from None

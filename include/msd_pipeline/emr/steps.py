@@ -1,0 +1,32 @@
+"""EMR steps running the Spark jobs: ``command-runner.jar spark-submit`` in client mode
+(the driver runs on the master node, so its stdout/stderr are the step's logs), with
+the msdlib zip shipped by ``--py-files``. Validated against botocore's
+``AddJobFlowSteps`` input shape in tests/test_emr_request.py."""
+from typing import Any, Dict, List
+
+# A failed step cancels the pending ones and leaves the cluster up: the DAG fetches the
+# step's logs, then its teardown ends the cluster.
+ACTION_ON_FAILURE = "CANCEL_AND_WAIT"
+
+
+def spark_submit_args(script_uri: str, jobs_zip_uri: str, job_args: List[str]) -> List[str]:
+    """The step's command line: spark-submit on YARN in client mode."""
+    return ["spark-submit", "--master", "yarn", "--deploy-mode", "client",
+            "--py-files", jobs_zip_uri, script_uri, *job_args]
+
+
+def spark_step(name: str, script_uri: str, jobs_zip_uri: str,
+               job_args: List[str]) -> Dict[str, Any]:
+    """One ``AddJobFlowSteps`` step (values may be Jinja templates, rendered by Airflow)."""
+    return {
+        "Name": name,
+        "ActionOnFailure": ACTION_ON_FAILURE,
+        "HadoopJarStep": {"Jar": "command-runner.jar",
+                          "Args": spark_submit_args(script_uri, jobs_zip_uri, job_args)},
+    }
+
+
+def job_cli_args(step_args: List[str]) -> List[str]:
+    """The job's own CLI arguments inside a step's ``spark-submit`` command line."""
+    script_index = step_args.index("--py-files") + 2
+    return step_args[script_index + 1:]

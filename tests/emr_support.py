@@ -1,0 +1,254 @@
+"""Test support for the EMR tests: a moto server in this process, an HTTP server for
+song archives (with Range requests and a connection that breaks once), song archives in
+the MSD subset's layout, and the driver that advances moto's EMR steps.
+
+moto never moves a step by itself: ``EmrStepDriver`` watches moto's EMR backend (the
+server runs in this process) and plays the cluster: it runs each RUNNING step through a
+``step_runner``, writes the step's logs to the cluster's LogUri as EMR does, sets the
+step COMPLETED or FAILED and starts the next PENDING one.
+"""
+import contextlib
+import gzip
+import http.server
+import io
+import socket
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import boto3
+from moto.core.utils import utcnow
+from moto.emr.models import emr_backends
+from moto.server import ThreadedMotoServer
+
+MOTO_PORTS = range(5300, 5400)
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+# Recognisable fake credentials: the tests check that they never leak.
+FAKE_ACCESS_KEY = "AKIAMSDTESTKEY000042"
+FAKE_SECRET_KEY = "msd-test-aws-secret-0b7e61c3d2"
+
+
+def free_port(candidates=MOTO_PORTS) -> int:
+    for port in candidates:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port in {}".format(candidates))
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server (S3, EMR, Secrets Manager, ...) in this process; yields its URL."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield "http://127.0.0.1:{}".format(port)
+    finally:
+        server.stop()
+
+
+def aws_env(endpoint_url: str) -> Dict[str, str]:
+    """boto3's default configuration pointed at moto (for code running without Airflow)."""
+    return {"AWS_ENDPOINT_URL": endpoint_url, "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY, "AWS_DEFAULT_REGION": REGION}
+
+
+def client(service: str, endpoint_url: str):
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION,
+                        aws_access_key_id=FAKE_ACCESS_KEY, aws_secret_access_key=FAKE_SECRET_KEY)
+
+
+# -- song archives over HTTP -------------------------------------------------------------
+
+def make_song_archive(songs_dir: Path, top: str = "MillionSongSubset/data") -> bytes:
+    """A .tar.gz of ``songs_dir`` (an X/Y/Z tree) laid out like the MSD subset archive."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(str(songs_dir), arcname=top)
+        archive.addfile(tarfile.TarInfo("MillionSongSubset/README.txt"), io.BytesIO(b""))
+    return buffer.getvalue()
+
+
+@dataclass
+class ServedFile:
+    data: bytes
+    break_after: Optional[int] = None  # drop the first full-body connection after N bytes
+    range_requests: int = 0
+
+
+class ArchiveServer:
+    """Serves ``files`` (path → ServedFile) on 127.0.0.1, honouring ``Range: bytes=N-``."""
+
+    def __init__(self, files: Dict[str, ServedFile]):
+        self.files = files
+        handler = self._handler()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return "http://127.0.0.1:{}{}".format(self.httpd.server_address[1], path)
+
+    def __enter__(self) -> "ArchiveServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        files = self.files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                served = files.get(self.path)
+                if served is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if self.headers.get("Range"):
+                    served.range_requests += 1
+                    start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+                body = served.data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if served.break_after is not None and not start:
+                    self.wfile.write(body[:served.break_after])
+                    served.break_after = None
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+# -- driving moto's EMR steps ------------------------------------------------------------------
+
+@dataclass
+class StepOutcome:
+    succeeded: bool
+    stdout: str = ""
+    stderr: str = ""
+
+
+StepRunner = Callable[[Any, Any], Optional[StepOutcome]]  # (cluster, step) → outcome; None: hang
+
+
+class EmrStepDriver(threading.Thread):
+    """Plays EMR for moto: runs RUNNING steps with ``step_runner``, writes their logs to
+    LogUri, completes or fails them, starts PENDING ones."""
+
+    def __init__(self, endpoint_url: str, step_runner: StepRunner, poll_seconds: float = 0.2):
+        super().__init__(daemon=True)
+        self.endpoint_url = endpoint_url
+        self.step_runner = step_runner
+        self.poll_seconds = poll_seconds
+        self.handled: List[str] = []
+        self.errors: List[BaseException] = []
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=30)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._advance()
+            except BaseException as exc:  # surfaced by the test through .errors
+                self.errors.append(exc)
+            self._stopping.wait(self.poll_seconds)
+
+    def _advance(self) -> None:
+        backend = emr_backends[ACCOUNT_ID][REGION]
+        for cluster in list(backend.clusters.values()):
+            if cluster.state not in ("RUNNING", "WAITING"):
+                continue
+            running = [step for step in cluster.steps if step.state == "RUNNING"]
+            if not running:
+                pending = [step for step in cluster.steps if step.state == "PENDING"]
+                if pending:
+                    pending[0].state = "RUNNING"
+                    pending[0].start()
+                continue
+            step = running[0]
+            if step.id in self.handled:
+                continue
+            self.handled.append(step.id)
+            outcome = self.step_runner(cluster, step)
+            if outcome is None:
+                continue  # the step hangs (sensor timeout scenario)
+            self._write_logs(cluster, step, outcome)
+            if cluster.state in ("RUNNING", "WAITING"):
+                step.state = "COMPLETED" if outcome.succeeded else "FAILED"
+                step.end_date_time = utcnow()
+
+    def _write_logs(self, cluster: Any, step: Any, outcome: StepOutcome) -> None:
+        bucket, _, prefix = cluster.log_uri[len("s3://"):].partition("/")
+        s3 = client("s3", self.endpoint_url)
+        base = "{}{}/steps/{}/".format(prefix, cluster.id, step.id)
+        controller = "INFO startExec '{}'\nINFO exit {}\n".format(
+            " ".join(step.args), 0 if outcome.succeeded else 1)
+        for name, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr),
+                           ("controller", controller)):
+            s3.put_object(Bucket=bucket, Key=base + name + ".gz",
+                          Body=gzip.compress(text.encode("utf-8")))
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.2)
+
+
+# -- reading a finished `airflow dags test` run from its AIRFLOW_HOME ---------------------------
+
+def metadata_db_path(airflow_env: Dict[str, str]) -> Path:
+    url = airflow_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db"
+
+
+def _query(airflow_env: Dict[str, str], sql: str, params=()) -> List[tuple]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(str(metadata_db_path(airflow_env)))) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def latest_run(dag_id: str, airflow_env: Dict[str, str]) -> tuple:
+    """(run_id, state) of the DAG's newest run."""
+    return _query(airflow_env, "SELECT run_id, state FROM dag_run WHERE dag_id = ? "
+                               "ORDER BY id DESC LIMIT 1", (dag_id,))[0]
+
+
+def task_states(dag_id: str, run_id: str, airflow_env: Dict[str, str]) -> Dict[str, str]:
+    rows = _query(airflow_env, "SELECT task_id, state FROM task_instance "
+                               "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+    return dict(rows)
+
+
+def metadata_db_text(airflow_env: Dict[str, str]) -> Dict[str, str]:
+    """Every table of the metadata DB as text (XCom, rendered fields, logs, ...)."""
+    tables = [row[0] for row in _query(airflow_env, "SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {table: repr(_query(airflow_env, 'SELECT * FROM "{}"'.format(table))) for table in tables}
+
+
+def task_log_text(airflow_env: Dict[str, str]) -> Dict[str, str]:
+    """path → text of every file under AIRFLOW_HOME/logs."""
+    logs = Path(airflow_env["AIRFLOW_HOME"]) / "logs"
+    return {str(path): path.read_text(errors="replace")
+            for path in sorted(logs.rglob("*")) if path.is_file()}
