@@ -53,14 +53,34 @@ class TrainingSettings:
     test_fraction: float = 0.2
     folds: int = 5
     parallelism: int = 2
-    classifiers: List[str] = field(
-        default_factory=lambda: ["logistic_regression", "random_forest", "gbt"])
-    regressors: List[str] = field(
-        default_factory=lambda: ["linear_regression", "random_forest"])
-    # Per-model parameter grids: {"random_forest": {"numTrees": [20, 50]}}.
-    grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+    # Decade classifiers and year regressors cross-validated (msdlib.models names).
+    classifiers: List[str] = field(default_factory=lambda: [
+        "logistic_regression", "random_forest_classifier", "gbt_classifier"])
+    regressors: List[str] = field(default_factory=lambda: [
+        "linear_regression", "random_forest_regressor"])
+    # Per-model parameter grids (Spark ML parameter names; gbt_classifier's apply to the
+    # GBTClassifier inside OneVsRest). Keys: every name of msdlib.models.
+    grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=lambda: {
+        "logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
+        "random_forest_classifier": {"numTrees": [50, 100], "maxDepth": [6, 10]},
+        "gbt_classifier": {"maxIter": [20], "maxDepth": [3]},
+        "linear_regression": {"regParam": [0.0, 0.1, 1.0]},
+        "random_forest_regressor": {"numTrees": [50, 100], "maxDepth": [6, 10]},
+        "gbt_regressor": {"maxIter": [30, 60], "maxDepth": [3]},
+    })
+    # analysis.songs fields appended to the 90 timbre features (constant ones are dropped).
+    song_features: List[str] = field(default_factory=lambda: [
+        "loudness", "tempo", "energy", "danceability"])
+    # Spark partitions reading songs (each one query on its partition buckets);
+    # 0 means twice Spark's default parallelism, capped at ingest.partition_buckets.
+    read_partitions: int = 0
+    # Songs per unordered bulk write of the imputation.
+    write_batch_size: int = 500
+    # Training data sits in ceil(songs / rows_per_partition) partitions (at most Spark's
+    # default parallelism): iterative learners pay per task, small data trains faster.
+    rows_per_partition: int = 20000
     min_labelled_songs: int = 50
-    # Decades with fewer labelled songs are merged into their neighbour.
+    # Decades with fewer labelled songs are merged into the nearest decade with enough.
     min_decade_songs: int = 10
     class_weighting: bool = True
     impute: bool = True
@@ -75,11 +95,90 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class EmrSettings:
+    aws_conn_id: str = "aws_default"
+    region: str = "us-east-1"
+    # Everything the pipeline writes lives below this prefix: data/, runs/<run_id>/, logs/.
+    s3_root: str = "s3://CHANGE-ME-msd-bucket/msd-pipeline"
+    cluster_name: str = "msd-pipeline"
+    release_label: str = "emr-7.5.0"
+    job_flow_role: str = "EMR_EC2_DefaultRole"
+    service_role: str = "EMR_DefaultRole"
+    # "groups" (instance groups) or "fleets" (instance fleets over fleet_instance_types).
+    instance_layout: str = "groups"
+    master_instance_type: str = "m5.xlarge"
+    core_instance_type: str = "m5.xlarge"
+    core_instance_count: int = 2
+    fleet_instance_types: List[str] = field(
+        default_factory=lambda: ["m5.xlarge", "m5a.xlarge", "m6i.xlarge"])
+    core_on_spot: bool = False
+    ec2_subnet_id: str = ""
+    ec2_key_name: str = ""
+    # Backstop: EMR terminates the cluster after this much idle time.
+    idle_timeout_minutes: int = 60
+    spark_properties: Dict[str, str] = field(default_factory=lambda: {
+        "spark.pyspark.python": "python3", "spark.dynamicAllocation.enabled": "true"})
+    tags: Dict[str, str] = field(default_factory=lambda: {"project": "msd-pipeline"})
+    # "secret": the Airflow Mongo connection's URI in a run-scoped Secrets Manager
+    # secret; "master_node": MongoDB installed on the master by a bootstrap action.
+    mongo_mode: str = "secret"
+    mongo_secret_prefix: str = "msd-pipeline/"
+    master_node_mongo_version: str = "7.0"
+    create_timeout_seconds: int = 1800
+    step_timeout_seconds: int = 10800
+    poll_seconds: int = 30
+    # Step sensors defer to the triggerer (needs aiobotocore next to the provider).
+    deferrable: bool = False
+    log_tail_lines: int = 200
+    # On-demand USD per instance-hour (EC2 + EMR uplift) for the cost estimate.
+    hourly_prices: Dict[str, float] = field(default_factory=lambda: {
+        "m5.xlarge": 0.24, "m5a.xlarge": 0.22, "m6i.xlarge": 0.24, "m5.2xlarge": 0.48})
+    spot_price_fraction: float = 0.4
+    # Seconds to wait for a failed step's logs to reach LogUri (EMR ships them every ~5 min).
+    log_wait_seconds: int = 300
+    # Slice of the staged songs: only these top-level X/ letters (empty: all); the number
+    # of files is capped by ingest.max_files.
+    staging_letters: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """DAG-level settings of the pipeline DAGs (read by Airflow at parse time)."""
+    # Cron expression or preset for scheduled retraining; "" means manual runs only.
+    schedule: str = "@weekly"
+    owner: str = "msd-ml"
+    retries: int = 1
+    retry_delay_minutes: int = 2
+    step_timeout_minutes: int = 120
+    # Airflow connection naming the Spark master (spark_default: local[*], spark://...).
+    spark_conn_id: str = "spark_default"
+
+
+@dataclass(frozen=True)
+class StagingSettings:
+    """Where the songs come from before ingest."""
+    # "auto": ingest.source when it exists, else generated songs; "path": ingest.source
+    # as is; "url": download archive_url (resumable, checksummed) and extract it;
+    # "generated": generated_songs songs in the MSD layout.
+    mode: str = "auto"
+    archive_url: str = "http://labrosa.ee.columbia.edu/~dpwe/tmp/millionsongsubset.tar.gz"
+    # "sha256:<hex>" or "md5:<hex>"; empty: the download is not verified.
+    archive_checksum: str = ""
+    # Downloads, extracted archives and generated songs (relative: under the project).
+    data_dir: str = "data"
+    generated_songs: int = 200
+    generated_seed: int = 7
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     mongo: MongoSettings = field(default_factory=MongoSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    staging: StagingSettings = field(default_factory=StagingSettings)
+    emr: EmrSettings = field(default_factory=EmrSettings)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,11 +200,16 @@ def from_dict(data: Mapping[str, Any]) -> "PipelineConfig":
 
 def load_config(path: Optional[str] = None,
                 overrides: Optional[Mapping[str, Any]] = None) -> PipelineConfig:
-    """Load ``path`` (TOML or JSON; default: $MSD_CONFIG, else include/pipeline.toml)."""
+    """Load ``path`` (TOML or JSON; default: $MSD_CONFIG, else include/pipeline.toml).
+    An ``s3://`` path is read with boto3: EMR steps get the run's config that way."""
     path = path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        if path.startswith("s3://"):
+            from msdlib.sources import read_bytes
+            raw = read_bytes(path)
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read()
     except OSError as exc:
         raise ConfigError("cannot read config file {}: {}".format(path, exc)) from exc
     return from_dict(_parse(path, raw)).with_overrides(overrides)
