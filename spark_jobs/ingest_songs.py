@@ -9,29 +9,13 @@ The MongoDB URI is read from $MSD_MONGO_URI only. Prints the JSON summary as the
 stdout line; exit 0 on success, 1 when the failed share of files exceeds
 ``ingest.max_failed_fraction``, 2 on bad usage or configuration.
 """
-import os
 import sys
 from typing import List
 
-from msdlib.cli import (EXIT_FAILED_CHECKS, EXIT_OK, build_parser, emit_summary,
-                        load_job_config, resolve_run_id, run_main)
-from msdlib.config import PipelineConfig
+from msdlib.cli import (EXIT_FAILED_CHECKS, EXIT_OK, build_parser, create_spark_session,
+                        emit_summary, load_job_config, resolve_run_id, run_main)
 from msdlib.ingest import list_ingest_paths, run_ingest, validate_settings
 from msdlib.mongo import mongo_uri_from_env, redact_uri
-
-
-def create_spark_session(config: PipelineConfig):
-    """A SparkSession on ``spark.master``, unless spark-submit already chose the master."""
-    from pyspark.sql import SparkSession
-
-    # Executors run the driver's interpreter unless the caller says otherwise.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("msd-ingest-songs")
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set only by spark-submit's launcher
-        builder = builder.master(config.spark.master)
-    for key, value in config.spark.conf.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def main(argv: List[str]) -> int:
@@ -44,7 +28,7 @@ def main(argv: List[str]) -> int:
         config.ingest.source, redact_uri(mongo_uri), config.mongo.database, run_id),
         file=sys.stderr, flush=True)
     paths = list_ingest_paths(config)  # before Spark: a bad source fails fast (exit 2)
-    spark = create_spark_session(config)
+    spark = create_spark_session(config, "msd-ingest-songs")
     try:
         summary = run_ingest(spark.sparkContext, config, run_id, mongo_uri, paths)
     finally:

@@ -14,7 +14,6 @@ or configuration. The JSON summary is the last stdout line.
 Python 3.9 syntax: this file ships to EMR.
 """
 import datetime
-import os
 import sys
 import time
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
@@ -56,7 +55,7 @@ def main(argv: List[str]) -> int:
     except MongoConfigError as exc:
         raise cli.UsageError(str(exc)) from exc
     started = time.time()
-    spark = spark_session(config)
+    spark = cli.create_spark_session(config, "msd-train-models")
     try:
         try:
             validate_grid_params(config.training.grids)
@@ -87,20 +86,6 @@ def check_settings(training: TrainingSettings) -> None:
             or training.write_batch_size < 1 or training.read_partitions < 0:
         raise cli.UsageError("training.parallelism, min_decade_songs and write_batch_size "
                              "must be positive, read_partitions not negative")
-
-
-def spark_session(config: PipelineConfig) -> Any:
-    """A SparkSession on ``spark.master``, unless spark-submit already chose the master."""
-    from pyspark.sql import SparkSession
-
-    # Executors run the driver's interpreter unless the caller says otherwise.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("msd-train-models")
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set only by spark-submit's launcher
-        builder = builder.master(config.spark.master)
-    for key, value in config.spark.conf.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def run_training(spark: Any, config: PipelineConfig, run_id: str, mongo_uri: str

@@ -1,7 +1,6 @@
 """Session-wide real services for the tests: a SecantusDB server (MongoDB wire
 protocol) and a Spark standalone master + worker, all on 127.0.0.1 and free ports,
 stopped by pid at the end of the session."""
-import os
 import uuid
 from pathlib import Path
 
@@ -69,3 +68,25 @@ def spark_master_url(services_state_dir) -> str:
     finally:
         worker.stop()
         master.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    """A moto server (in-process, server mode) as the AWS endpoint, on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield "http://{}:{}".format(host, port)
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_endpoint, monkeypatch) -> str:
+    """Credentials and endpoint for boto3, as the jobs see them on EMR."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return moto_endpoint

@@ -13,8 +13,8 @@ import numpy as np
 import pymongo
 import pytest
 
-import ingest_songs
 from corrupt_songs import make_corrupt_copies
+from msdlib.cli import create_spark_session
 from msdlib.config import load_config
 from msdlib.documents import decode_array
 from msdlib.generator import generate_songs
@@ -53,7 +53,7 @@ def mixed_source(tmp_path_factory, generated_paths, corrupt_paths):
 def local_spark():
     """The job's own session builder on local[2] (one session for the module)."""
     config = load_config(overrides={"spark.master": "local[2]"})
-    spark = ingest_songs.create_spark_session(config)
+    spark = create_spark_session(config, "msd-ingest-test")
     yield spark.sparkContext
     spark.stop()
 

@@ -8,7 +8,6 @@ import boto3
 import ingest_songs
 import pymongo
 import pytest
-from moto.server import ThreadedMotoServer
 from pymongo import InsertOne, ReplaceOne, monitoring
 from pymongo.errors import ServerSelectionTimeoutError
 
@@ -210,22 +209,8 @@ def test_a_database_outage_fails_the_partition_instead_of_quarantining(good_path
         ingest_paths(iter(good_paths[:2]), task)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield "http://{}:{}".format(host, port)
-    server.stop()
 
 
-@pytest.fixture
-def s3_env(moto_endpoint, monkeypatch):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
 
 
 def test_partition_reads_songs_from_s3(s3_env, mongo_uri, mongo_db_name, db, good_paths):

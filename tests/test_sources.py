@@ -5,7 +5,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from msdlib import sources
 from msdlib.config import ConfigError
@@ -13,23 +12,8 @@ from msdlib.sources import (SourceError, SourceReader, list_sources, read_bytes,
                             split_s3_uri)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield "http://{}:{}".format(host, port)
-    server.stop()
 
 
-@pytest.fixture
-def s3_env(moto_endpoint, monkeypatch):
-    """Credentials and endpoint for boto3, as the jobs see them on EMR."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
 
 
 def write(path: Path, content: bytes = b"x") -> str:

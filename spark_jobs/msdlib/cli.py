@@ -118,3 +118,17 @@ def run_main(main: Callable[[List[str]], int], argv: Optional[List[str]] = None)
     except (UsageError, ConfigError) as exc:
         print("error: {}".format(exc), file=sys.stderr, flush=True)
         return EXIT_USAGE
+
+
+def create_spark_session(config: PipelineConfig, app_name: str) -> Any:
+    """A SparkSession on ``spark.master``, unless spark-submit already chose the master."""
+    from pyspark.sql import SparkSession
+
+    # Executors run the driver's interpreter unless the caller says otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set only by spark-submit's launcher
+        builder = builder.master(config.spark.master)
+    for key, value in config.spark.conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
