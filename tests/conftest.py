@@ -1,6 +1,7 @@
 """Session-wide real services for the tests: a SecantusDB server (MongoDB wire
 protocol) and a Spark standalone master + worker, all on 127.0.0.1 and free ports,
 stopped by pid at the end of the session."""
+import logging
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from msd_pipeline import services
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MSD = PROJECT_ROOT.parent / "shared" / "msd"
 REAL_TRACKS = SHARED_MSD / "tracks"
+
+# py4j logs at INFO from __del__ after pytest has closed its streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
