@@ -77,13 +77,10 @@ def spark_master_url(services_state_dir) -> str:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> str:
     """A moto server (in-process, server mode) as the AWS endpoint, on 127.0.0.1."""
-    from moto.server import ThreadedMotoServer
+    from emr_support import moto_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield "http://{}:{}".format(host, port)
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from moto.core.utils import utcnow
 from moto.emr.models import emr_backends
 from moto.server import ThreadedMotoServer
 
-MOTO_PORTS = range(5300, 5400)
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 # Recognisable fake credentials: the tests check that they never leak.
@@ -32,22 +31,15 @@ FAKE_ACCESS_KEY = "AKIAMSDTESTKEY000042"
 FAKE_SECRET_KEY = "msd-test-aws-secret-0b7e61c3d2"
 
 
-def free_port(candidates=MOTO_PORTS) -> int:
-    for port in candidates:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port in {}".format(candidates))
-
-
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """A moto server (S3, EMR, Secrets Manager, ...) in this process; yields its URL."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    """A moto server (S3, EMR, Secrets Manager, ...) in this process on 127.0.0.1 and a
+    port the OS picks; yields its URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield "http://127.0.0.1:{}".format(port)
+        host, port = server.get_host_and_port()
+        yield "http://{}:{}".format(host, port)
     finally:
         server.stop()
 

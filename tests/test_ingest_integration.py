@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import h5py
@@ -14,6 +13,7 @@ import pymongo
 import pytest
 
 from corrupt_songs import make_corrupt_copies
+from msd_pipeline.emr.code_shipping import build_jobs_zip
 from msdlib.cli import create_spark_session
 from msdlib.config import load_config
 from msdlib.documents import decode_array
@@ -139,13 +139,6 @@ def test_local_list_encoding_quarantines_corrupt_copies_and_keeps_every_good_son
     assert len(song["features"]["timbre"]) == 90
 
 
-def build_msdlib_zip(target: Path) -> Path:
-    with zipfile.ZipFile(target, "w") as archive:
-        for module in sorted((SPARK_JOBS / "msdlib").glob("*.py")):
-            archive.write(module, "msdlib/" + module.name)
-    return target
-
-
 def spark_submit(master_url, py_files, mongo_uri, args):
     env = dict(os.environ, MSD_MONGO_URI=mongo_uri, PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
@@ -162,7 +155,8 @@ def last_json_line(stdout):
 def test_spark_submit_on_standalone_master_with_threshold_exit_codes(
         spark_master_url, mongo_uri, mongo_db_name, db, mixed_source, generated_paths,
         corrupt_paths, tmp_path):
-    py_files = build_msdlib_zip(tmp_path / "msdlib.zip")
+    py_files = tmp_path / "msdlib.zip"  # the zip the EMR steps ship
+    py_files.write_bytes(build_jobs_zip())
     summary_path = tmp_path / "summaries" / "ingest.json"
     args = ["--set", "mongo.database=" + mongo_db_name, "--set", "ingest.source=" + mixed_source,
             "--set", "ingest.array_encoding=float32", "--run-id", "standalone-1",
