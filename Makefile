@@ -1,6 +1,6 @@
 # One entry point for setting up, running and testing the project on a fresh machine.
 #   make demo   set everything up and run the pipeline on the embedded default
-#   make test   set everything up and run the tests
+#   make test   set everything up and run the tests (make test-unit: the fast unit tier)
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ PTH := $(VENV)/lib/python3.11/site-packages/msd_project.pth
 SHARED_TRACKS := ../shared/msd/tracks
 export MSD_STATE_DIR ?= $(CURDIR)/.state
 
-.PHONY: setup demo test services-start services-stop services-status bench clean
+.PHONY: setup demo test test-unit services-start services-stop services-status bench clean
 
 setup: $(STAMP) $(PTH)
 
@@ -24,19 +24,23 @@ $(PTH): $(STAMP)
 	printf '%s\n%s\n' "$(CURDIR)/include" "$(CURDIR)/spark_jobs" > $@
 
 services-start: setup
-	$(PY) -m msd_pipeline.services start mongo
+	$(PY) -m msd_devtools.services start mongo
 
 services-stop:
-	$(PY) -m msd_pipeline.services stop all
+	$(PY) -m msd_devtools.services stop all
 
 services-status:
-	$(PY) -m msd_pipeline.services status all
+	$(PY) -m msd_devtools.services status all
 
 demo: setup services-start
-	$(PY) -m msd_pipeline.demo
+	$(PY) -m msd_devtools.demo
 
 test: setup
 	$(PY) -m pytest
+
+# The unit tier alone: pure logic, no server, no Spark (under a minute).
+test-unit: setup
+	$(PY) -m pytest tests/unit
 
 bench: setup services-start
 	$(PY) benchmarks/bench_ingest.py

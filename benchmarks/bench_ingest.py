@@ -32,14 +32,13 @@ from typing import Dict, Iterator, List, Tuple
 import psutil
 import pymongo
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(PROJECT_ROOT / "spark_jobs"), str(PROJECT_ROOT / "include")]
+from msd_devtools import services
+from msd_devtools.generator import generate_songs
+from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, PipelineConfig, load_config
+from msdlib.ingest import make_task, run_ingest, song_document, utc_now
+from msdlib.io.sources import SourceReader, list_sources
 
-from msd_pipeline import services  # noqa: E402
-from msdlib.config import PipelineConfig, load_config  # noqa: E402
-from msdlib.generator import generate_songs  # noqa: E402
-from msdlib.ingest import make_task, run_ingest, song_document, utc_now  # noqa: E402
-from msdlib.sources import SourceReader, list_sources  # noqa: E402
+PROJECT_ROOT = Path(_PROJECT_ROOT)
 
 ENCODINGS = ("float32", "list")
 TARGETS = {"a/b": 10.0, "a/c": 0.7, "rss_growth": 0.10}

@@ -30,17 +30,16 @@ from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REAL_TRACKS = PROJECT_ROOT.parent / "shared" / "msd" / "tracks"
+import train_models
+from msd_devtools import services
+from msd_devtools.generator import generate_songs
+from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, load_config
+from msdlib.core.evaluation import classification_metrics, counts_from_pairs, regression_metrics
+from msdlib.core.models import FOLD_COL, LABEL_COL, WEIGHT_COL, YEAR_LABEL_COL
+from msdlib.io.dataset import constant_columns, feature_columns
 
-from msd_pipeline import services  # noqa: E402
-from msdlib.config import load_config  # noqa: E402
-from msdlib.dataset import constant_columns, feature_columns  # noqa: E402
-from msdlib.evaluation import (classification_metrics, counts_from_pairs,  # noqa: E402
-                               regression_metrics)
-from msdlib.generator import generate_songs  # noqa: E402
-from msdlib.models import FOLD_COL, LABEL_COL, WEIGHT_COL, YEAR_LABEL_COL  # noqa: E402
-import train_models  # noqa: E402
+PROJECT_ROOT = Path(_PROJECT_ROOT)
+REAL_TRACKS = PROJECT_ROOT.parent / "shared" / "msd" / "tracks"
 
 # One grid for both libraries (Spark parameter names; the sklearn side maps them).
 GRIDS = {

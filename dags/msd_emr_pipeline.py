@@ -15,7 +15,7 @@ Running on real AWS (IAM roles, the policy, costs): `docs/emr.md`.
 The graph is built by `msd_pipeline.graph` (shared with `msd_local_pipeline`); this file
 only picks the EMR target. (Airflow parses files that mention "airflow" and "dag".)
 """
-from msd_pipeline.emr.target import EmrTarget
+from msd_pipeline.targets.emr.target import EmrTarget
 from msd_pipeline.graph import build_pipeline_dag
 
 dag = build_pipeline_dag(

@@ -21,7 +21,7 @@ The graph itself is built by `msd_pipeline.graph` (shared with `msd_emr_pipeline
 file only picks the local target. (Airflow parses files that mention "airflow" and "dag".)
 """
 from msd_pipeline.graph import build_pipeline_dag
-from msd_pipeline.local_target import LocalTarget
+from msd_pipeline.targets.local.target import LocalTarget
 
 dag = build_pipeline_dag(
     "msd_local_pipeline",

@@ -15,7 +15,7 @@ from typing import List
 from msdlib.cli import (EXIT_FAILED_CHECKS, EXIT_OK, build_parser, create_spark_session,
                         emit_summary, load_job_config, resolve_run_id, run_main)
 from msdlib.ingest import list_ingest_paths, run_ingest, validate_settings
-from msdlib.mongo import mongo_uri_from_env, redact_uri
+from msdlib.io.mongo import mongo_uri_from_env, redact_uri
 
 
 def main(argv: List[str]) -> int:

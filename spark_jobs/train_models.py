@@ -3,11 +3,11 @@
     spark-submit spark_jobs/train_models.py --config <toml|json> [--set k=v ...]
         --run-id <id> [--summary-path <path|s3://>]
 
-Reads the songs' features from MongoDB in parallel (msdlib.dataset), splits them by
-artist (msdlib.splits), cross-validates the configured decade classifiers and year
-regressors (msdlib.models), scores the chosen ones and the baselines on the test split
-(msdlib.evaluation), writes the run's artifacts (msdlib.report) and fills in
-``predicted`` for the unknown-year songs (msdlib.imputation). The Mongo URI comes from
+Reads the songs' features from MongoDB in parallel (msdlib.io.dataset), splits them by
+artist (msdlib.core.splits), cross-validates the configured decade classifiers and year
+regressors (msdlib.core.models), scores the chosen ones and the baselines on the test split
+(msdlib.core.evaluation), writes the run's artifacts (msdlib.io.report) and fills in
+``predicted`` for the unknown-year songs (msdlib.io.imputation). The Mongo URI comes from
 $MSD_MONGO_URI. Exit codes: 0 success, 1 too few usable songs or artists, 2 bad usage
 or configuration. The JSON summary is the last stdout line.
 
@@ -20,22 +20,22 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from msdlib import cli
 from msdlib.config import PipelineConfig, TrainingSettings
-from msdlib.dataset import (SKIP_MISSING, constant_columns, count_unpartitioned,
+from msdlib.io.dataset import (SKIP_MISSING, constant_columns, count_unpartitioned,
                             feature_columns, load_songs, summarize_songs)
-from msdlib.evaluation import (classification_metrics, majority_baseline, spark_class_counts,
+from msdlib.core.evaluation import (classification_metrics, majority_baseline, spark_class_counts,
                                spark_confusion, spark_regression_metrics)
-from msdlib.imputation import impute
-from msdlib.models import (DECADE_PREDICTION_COL, FOLD_COL, LABEL_COL, WEIGHT_COL,
+from msdlib.io.imputation import impute
+from msdlib.core.models import (DECADE_PREDICTION_COL, FOLD_COL, LABEL_COL, WEIGHT_COL,
                            YEAR_LABEL_COL, YEAR_PREDICTION_COL, CandidateResult,
                            TrainingError, check_model_names, choose_best, class_weights,
                            cross_validate, merge_rare_decades, training_partitions,
                            validate_grid_params, with_decade_names)
-from msdlib.mongo import MongoConfigError, mongo_uri_from_env, redact_uri
-from msdlib.report import (CONFUSION_PLOT, F1_PLOT, METRICS_FILE, METRICS_SCHEMA_VERSION,
+from msdlib.io.mongo import MongoConfigError, mongo_uri_from_env, redact_uri
+from msdlib.io.report import (CONFUSION_PLOT, F1_PLOT, METRICS_FILE, METRICS_SCHEMA_VERSION,
                            REPORT_FILE, YEAR_PLOT, RunArtifacts, plot_confusion,
                            plot_f1_per_decade, plot_year_scatter, render_report,
                            sample_pairs)
-from msdlib.splits import spark_fold, spark_is_test
+from msdlib.core.splits import spark_fold, spark_is_test
 
 
 def main(argv: List[str]) -> int:

@@ -25,8 +25,8 @@ from typing import Any, Dict, Mapping, Optional
 from urllib.parse import urlsplit
 
 from msdlib.config import load_config
+from project_paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")

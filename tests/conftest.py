@@ -8,11 +8,10 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from msd_pipeline import services
+from msd_devtools import services
+from project_paths import PROJECT_ROOT, REAL_TRACKS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MSD = PROJECT_ROOT.parent / "shared" / "msd"
-REAL_TRACKS = SHARED_MSD / "tracks"
+TIERS = ("unit", "dags", "integration", "e2e")
 
 # py4j logs at INFO from __del__ after pytest has closed its streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -91,3 +90,11 @@ def s3_env(moto_endpoint, monkeypatch) -> str:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     return moto_endpoint
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test with its tier: the folder of tests/ it lives in."""
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(PROJECT_ROOT / "tests").parts[0]
+        if tier in TIERS:
+            item.add_marker(tier)

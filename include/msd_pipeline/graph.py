@@ -5,126 +5,28 @@
     prepare_run → [setup] → stage.stage_data → stage.publish_job_config
       → spark.ingest → spark.train_evaluate_impute → report.collect_metrics → [teardown]
 
-The target (``PipelineTarget``) decides how data is staged, how a Spark job runs
+The target (``msd_pipeline.targets``) decides how data is staged, how a Spark job runs
 (spark-submit to a master, or an EMR step) and where files live; the graph, the
-Params form, the run record and the metrics collection are shared. Building the DAG
+Params form (``msd_pipeline.params``), the run record and the metrics collection are
+shared. Building the DAG
 reads ``include/pipeline.toml`` and nothing else: no connection, no network.
 """
-import abc
 import datetime
 import json
 import logging
 import re
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, XComArg, chain, get_current_context, task
+from airflow.sdk import DAG, BaseOperator, TaskGroup, XComArg, chain, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from msdlib.config import ConfigError, PipelineConfig, from_dict, load_config
-from msdlib.models import CLASSIFIERS, REGRESSORS
 from msd_pipeline import run_records
+from msd_pipeline.params import config_overrides, pipeline_params
+from msd_pipeline.targets.base import (INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB, PipelineTarget,
+                                       TaskLike, job_config_field, run_field)
 
 log = logging.getLogger(__name__)
-
-TaskLike = Union[BaseOperator, XComArg, TaskGroup]
-
-PREPARE_TASK_ID = "prepare_run"
-STAGE_TASK_ID = "stage.stage_data"
-PUBLISH_TASK_ID = "stage.publish_job_config"
-INGEST_JOB = "ingest_songs.py"
-TRAIN_JOB = "train_models.py"
-
-KNOWN_CLASSIFIERS = list(CLASSIFIERS)
-KNOWN_REGRESSORS = list(REGRESSORS)
-STAGING_MODES = ["auto", "path", "url", "generated"]
-
-# Form field → dotted config key it overrides.
-PARAM_CONFIG_KEYS = {
-    "data_source": "staging.mode",
-    "source_path": "ingest.source",
-    "archive_url": "staging.archive_url",
-    "archive_checksum": "staging.archive_checksum",
-    "generated_songs": "staging.generated_songs",
-    "sample_size": "ingest.max_files",
-    "array_encoding": "ingest.array_encoding",
-    "classifiers": "training.classifiers",
-    "regressors": "training.regressors",
-    "folds": "training.folds",
-    "test_fraction": "training.test_fraction",
-    "seed": "training.seed",
-    "impute": "training.impute",
-}
-
-
-def run_field(key: str) -> str:
-    """Jinja expression for one field of the ``prepare_run`` result (templated fields)."""
-    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (PREPARE_TASK_ID, key)
-
-
-def staged_field(key: str) -> str:
-    """Jinja expression for one field of the StagedData returned by ``stage.stage_data``."""
-    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (STAGE_TASK_ID, key)
-
-
-def job_config_field() -> str:
-    """Jinja expression for the ``--config`` value published for this run."""
-    return "{{ ti.xcom_pull(task_ids='%s') }}" % PUBLISH_TASK_ID
-
-
-class PipelineTarget(abc.ABC):
-    """Where and how the pipeline's steps run. See /work/notes/graph-contract.md.
-
-    Builder methods run at parse time inside the DAG (and TaskGroup) context and must
-    not touch connections or the network; the others run inside the factory's tasks.
-    """
-
-    name = "abstract"
-
-    # -- parse-time builders -------------------------------------------------------
-    def setup(self, run: XComArg) -> Optional[Union[TaskLike, Sequence[TaskLike]]]:
-        """Tasks creating run-scoped resources (e.g. a cluster), chained in order; the first
-        must be an operator or XComArg: it is the setup ``teardown`` pairs with."""
-        return None
-
-    @abc.abstractmethod
-    def stage_data(self, run: XComArg) -> Union[BaseOperator, XComArg]:
-        """Stage the songs. Returns the task (id ``stage_data``; chain any helpers before it)
-        whose return value is a StagedData dict:
-        ``{"source": <ingest.source>, "mode": str, "files": int | None, "detail": {}}``."""
-
-    @abc.abstractmethod
-    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> TaskLike:
-        """Tasks running ``spark_jobs/<job>`` with the (templated) CLI ``job_args``; they
-        fail when the job fails."""
-
-    def teardown(self, run: XComArg) -> Optional[BaseOperator]:
-        """A task releasing what ``setup`` created; the factory marks it as a teardown."""
-        return None
-
-    def extra_params(self) -> Dict[str, Param]:
-        """Target-specific fields of the Params form."""
-        return {}
-
-    # -- run-time hooks ------------------------------------------------------------
-    def overrides_from_params(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        """Dotted config overrides derived from ``extra_params`` values."""
-        return {}
-
-    @abc.abstractmethod
-    def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
-        """The absolute location (path or URI) of ``training.artifacts_uri``."""
-
-    @abc.abstractmethod
-    def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
-        """Store the run's job configuration; return the jobs' ``--config`` value."""
-
-    @abc.abstractmethod
-    def read_text(self, uri: str) -> Optional[str]:
-        """The text of a file under the artifacts location, or None when it is absent."""
-
-    def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
-        """Target fields stored under ``target_details`` in the run record."""
-        return {}
 
 
 def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
@@ -155,51 +57,6 @@ def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
     ) as dag:
         _wire_graph(target)
     return dag
-
-
-def pipeline_params(config: PipelineConfig) -> Dict[str, Param]:
-    """The Params form shared by every target, defaulting to ``config``."""
-    training = config.training
-    return {
-        "data_source": Param(config.staging.mode, enum=STAGING_MODES, title="Data source",
-                             description="auto: source path if it exists, else generated songs; "
-                                         "path: the source path; url: download the MSD subset "
-                                         "archive; generated: generated songs"),
-        "source_path": Param(config.ingest.source, type="string", title="Source path",
-                             description="Folder in MSD's X/Y/Z layout, a glob, @listfile or s3:// prefix"),
-        "archive_url": Param(config.staging.archive_url, type="string", title="Archive URL"),
-        "archive_checksum": Param(config.staging.archive_checksum or None, type=["null", "string"],
-                                  title="Archive checksum",
-                                  description="sha256:<hex> or md5:<hex>; empty: not verified"),
-        "generated_songs": Param(config.staging.generated_songs, type="integer", minimum=1,
-                                 title="Generated songs"),
-        "sample_size": Param(config.ingest.max_files, type="integer", minimum=0,
-                             title="Sample size", description="Songs to ingest at most (0 = all)"),
-        "array_encoding": Param(config.ingest.array_encoding, enum=["list", "float32"],
-                                title="Array encoding"),
-        "classifiers": Param(list(training.classifiers), type="array",
-                             items={"type": "string", "enum": KNOWN_CLASSIFIERS},
-                             examples=KNOWN_CLASSIFIERS, title="Decade classifiers"),
-        "regressors": Param(list(training.regressors), type="array",
-                            items={"type": "string", "enum": KNOWN_REGRESSORS},
-                            examples=KNOWN_REGRESSORS, title="Year regressors"),
-        "folds": Param(training.folds, type="integer", minimum=2, maximum=10,
-                       title="Cross-validation folds"),
-        "test_fraction": Param(training.test_fraction, type="number", exclusiveMinimum=0,
-                               exclusiveMaximum=1, title="Test fraction (artist-disjoint)"),
-        "seed": Param(training.seed, type="integer", title="Random seed"),
-        "impute": Param(training.impute, type="boolean", title="Impute unknown years"),
-        "config_overrides": Param({}, type="object", title="Advanced: config overrides",
-                                  description='Dotted keys, e.g. {"training.parallelism": 1}'),
-    }
-
-
-def config_overrides(params: Dict[str, Any]) -> Dict[str, Any]:
-    """Dotted config overrides from the form values (``config_overrides`` wins)."""
-    overrides = {key: params[name] for name, key in PARAM_CONFIG_KEYS.items()
-                 if params.get(name) is not None}
-    overrides.update(params.get("config_overrides") or {})
-    return overrides
 
 
 def run_key_for(run_id: str) -> str:

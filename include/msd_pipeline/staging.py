@@ -88,7 +88,7 @@ def _stage_path(source: str) -> Dict[str, Any]:
 def _stage_generated(data_dir: Path, count: int, seed: int) -> Dict[str, Any]:
     target = data_dir / "generated" / "n{}-seed{}".format(count, seed)
     if not (target / COMPLETE_MARKER).exists():
-        from msdlib.generator import generate_songs
+        from msd_devtools.generator import generate_songs
 
         data_dir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".generating-", dir=str(data_dir)))

@@ -1,1 +1,1 @@
-"""Pure logic of the MSD Spark jobs (Python 3.9 syntax, Spark 3.5 APIs)."""
+"""MSD Spark jobs' library (Python 3.9 syntax, Spark 3.5 APIs; zipped and shipped to EMR)."""

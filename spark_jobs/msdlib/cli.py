@@ -18,7 +18,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from msdlib.config import ConfigError, PipelineConfig, load_config
-from msdlib.sources import s3_client, split_s3_uri
+from msdlib.io.sources import s3_client, split_s3_uri
 
 EXIT_OK = 0
 EXIT_FAILED_CHECKS = 1

@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
-CONFIG_ENV_VAR = "MSD_CONFIG"
+from msdlib import env_vars
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG_PATH = os.path.join(PROJECT_ROOT, "include", "pipeline.toml")
 
@@ -53,13 +54,13 @@ class TrainingSettings:
     test_fraction: float = 0.2
     folds: int = 5
     parallelism: int = 2
-    # Decade classifiers and year regressors cross-validated (msdlib.models names).
+    # Decade classifiers and year regressors cross-validated (msdlib.core.models names).
     classifiers: List[str] = field(default_factory=lambda: [
         "logistic_regression", "random_forest_classifier", "gbt_classifier"])
     regressors: List[str] = field(default_factory=lambda: [
         "linear_regression", "random_forest_regressor"])
     # Per-model parameter grids (Spark ML parameter names; gbt_classifier's apply to the
-    # GBTClassifier inside OneVsRest). Keys: every name of msdlib.models.
+    # GBTClassifier inside OneVsRest). Keys: every name of msdlib.core.models.
     grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=lambda: {
         "logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
         "random_forest_classifier": {"numTrees": [50, 100], "maxDepth": [6, 10]},
@@ -202,10 +203,10 @@ def load_config(path: Optional[str] = None,
                 overrides: Optional[Mapping[str, Any]] = None) -> PipelineConfig:
     """Load ``path`` (TOML or JSON; default: $MSD_CONFIG, else include/pipeline.toml).
     An ``s3://`` path is read with boto3: EMR steps get the run's config that way."""
-    path = path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
+    path = path or os.environ.get(env_vars.CONFIG) or DEFAULT_CONFIG_PATH
     try:
         if path.startswith("s3://"):
-            from msdlib.sources import read_bytes
+            from msdlib.io.sources import read_bytes
             raw = read_bytes(path)
         else:
             with open(path, "rb") as handle:

@@ -26,10 +26,11 @@ from pymongo import DeleteMany, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
 
 from msdlib.config import ConfigError, IngestSettings, PipelineConfig
-from msdlib.documents import build_document
-from msdlib.hdf5_reader import SongFileError, read_song
-from msdlib.mongo import connect, ensure_indexes
-from msdlib.sources import SourceReader, list_sources
+from msdlib.core.documents import build_document
+from msdlib.core.song_errors import SongFileError
+from msdlib.io.hdf5_reader import read_song
+from msdlib.io.mongo import connect, ensure_indexes
+from msdlib.io.sources import SourceReader, list_sources
 
 ARRAY_ENCODINGS = ("list", "float32")
 MAX_ERROR_MESSAGE_CHARS = 500

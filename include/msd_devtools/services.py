@@ -1,0 +1,276 @@
+"""Embedded services for local runs and tests: a SecantusDB server and a Spark
+standalone master + worker started from the pip-installed pyspark.
+
+Every service binds to 127.0.0.1, keeps a pid file and a log under the state folder,
+starts idempotently (a running service is left alone), waits until it is ready, and
+fails with a clear error when its port is taken by another process.
+
+    python -m msd_devtools.services start mongo|spark|all
+    python -m msd_devtools.services status
+    python -m msd_devtools.services stop
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import pyspark
+
+from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT
+
+PROJECT_ROOT = Path(_PROJECT_ROOT)
+
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
+HOST = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or stopped."""
+
+
+@dataclass
+class ManagedProcess:
+    """A daemon process owned through a pid file in ``state_dir``."""
+
+    name: str
+    argv: List[str]
+    port: int
+    state_dir: Path
+    is_ready: Callable[[], bool]
+    env: Dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 60.0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def pid(self) -> Optional[int]:
+        """The pid from the pid file if that process is alive; clears a stale file."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _process_alive(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self) -> int:
+        pid = self.pid()
+        if pid is not None:
+            self._wait_ready(pid)
+            return pid
+        if port_in_use(self.port):
+            raise ServiceError(
+                f"{self.name}: port {HOST}:{self.port} is taken by another process; "
+                f"stop it or choose another port")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env}, start_new_session=True)
+        self.pid_file.write_text(str(process.pid))
+        self._wait_ready(process.pid)
+        return process.pid
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """Stop the process by pid; True when one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _process_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> Dict[str, object]:
+        pid = self.pid()
+        return {"name": self.name, "pid": pid, "port": self.port,
+                "running": pid is not None, "ready": pid is not None and self.is_ready(),
+                "log": str(self.log_file)}
+
+    def _wait_ready(self, pid: int) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not _process_alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise ServiceError(f"{self.name} exited during start-up; see {self.log_file}:\n"
+                                   + _tail(self.log_file))
+            if self.is_ready():
+                return
+            time.sleep(0.3)
+        raise ServiceError(f"{self.name} not ready after {self.start_timeout:.0f}s; "
+                           f"see {self.log_file}")
+
+
+def mongo_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 27017,
+                  storage: Optional[str] = None) -> ManagedProcess:
+    """SecantusDB in standalone mode (no oplog); ``storage=':memory:'`` for tests."""
+    storage = storage or str(state_dir / "mongo-data")
+    argv = [_venv_script("secantusd-py"), "--standalone", "--host", HOST, "--port", str(port),
+            "--storage-path", storage, "--log-level", "WARNING"]
+    return ManagedProcess("mongo", argv, port, state_dir, lambda: _mongo_ready(port))
+
+
+def mongo_uri(port: int = 27017) -> str:
+    return f"mongodb://{HOST}:{port}/"
+
+
+def spark_master_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 7077,
+                         webui_port: int = 8090) -> ManagedProcess:
+    argv = [_spark_class(), "org.apache.spark.deploy.master.Master",
+            "--host", HOST, "--port", str(port), "--webui-port", str(webui_port)]
+    return ManagedProcess("spark-master", argv, port, state_dir,
+                          lambda: _master_state(webui_port) is not None, env=_spark_env())
+
+
+def spark_worker_service(state_dir: Path = DEFAULT_STATE_DIR, master_port: int = 7077,
+                         master_webui_port: int = 8090, webui_port: int = 8091,
+                         cores: int = 2, memory: str = "2g") -> ManagedProcess:
+    argv = [_spark_class(), "org.apache.spark.deploy.worker.Worker",
+            "--host", HOST, "--webui-port", str(webui_port), "--cores", str(cores),
+            "--memory", memory, "--work-dir", str(state_dir / "spark-work"),
+            spark_master_url(master_port)]
+    return ManagedProcess("spark-worker", argv, webui_port, state_dir,
+                          lambda: _alive_workers(master_webui_port) > 0, env=_spark_env())
+
+
+def spark_master_url(port: int = 7077) -> str:
+    return f"spark://{HOST}:{port}"
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def spark_home() -> str:
+    return os.path.dirname(pyspark.__file__)
+
+
+def _venv_script(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _spark_class() -> str:
+    return os.path.join(spark_home(), "bin", "spark-class")
+
+
+def _spark_env() -> Dict[str, str]:
+    return {"SPARK_HOME": spark_home(), "SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable}
+
+
+def _mongo_ready(port: int) -> bool:
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    client = pymongo.MongoClient(mongo_uri(port), serverSelectionTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _master_state(webui_port: int) -> Optional[dict]:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{webui_port}/json/", timeout=1) as reply:
+            return json.load(reply)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive_workers(master_webui_port: int) -> int:
+    state = _master_state(master_webui_port) or {}
+    return int(state.get("aliveworkers", 0))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of this process counts as gone
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # started with start_new_session: pid is the group leader
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _services(args: argparse.Namespace) -> List[ManagedProcess]:
+    state_dir = Path(args.state_dir)
+    mongo = mongo_service(state_dir, args.mongo_port)
+    spark = [spark_master_service(state_dir, args.spark_port, args.spark_webui_port),
+             spark_worker_service(state_dir, args.spark_port, args.spark_webui_port,
+                                  args.spark_webui_port + 1)]
+    return {"mongo": [mongo], "spark": spark, "all": [mongo] + spark}[args.which]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m msd_devtools.services",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("which", nargs="?", choices=["mongo", "spark", "all"], default="all")
+    parser.add_argument("--state-dir", default=os.environ.get("MSD_STATE_DIR", DEFAULT_STATE_DIR))
+    parser.add_argument("--mongo-port", type=int, default=int(os.environ.get("MSD_MONGO_PORT", 27017)))
+    parser.add_argument("--spark-port", type=int, default=7077)
+    parser.add_argument("--spark-webui-port", type=int, default=8090)
+    args = parser.parse_args(argv)
+    services = _services(args)
+    try:
+        if args.action == "start":
+            for service in services:
+                print(f"{service.name}: running, pid {service.start()}, port {service.port}")
+        elif args.action == "stop":
+            for service in reversed(services):
+                print(f"{service.name}: {'stopped' if service.stop() else 'was not running'}")
+        else:
+            print(json.dumps([service.status() for service in services], indent=2))
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pipeline's targets: one PipelineTarget interface (base), side by side implementations."""

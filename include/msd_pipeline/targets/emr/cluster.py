@@ -1,0 +1,140 @@
+"""The RunJobFlow request of one run's cluster, built from the typed configuration.
+
+The cluster stays alive between steps (``KeepJobFlowAliveWhenNoSteps``) so that the DAG
+adds them one by one; the DAG's teardown ends it, and ``AutoTerminationPolicy`` is the
+backstop should Airflow itself be gone. Validated offline against botocore's
+``RunJobFlow`` input shape in tests/test_emr_request.py.
+"""
+from typing import Any, Dict, List, Optional
+
+from msdlib import env_vars
+from msdlib.config import EmrSettings
+
+from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, REQUIREMENTS, RunLayout
+
+INSTANCE_LAYOUTS = ("groups", "fleets")
+MONGO_MODES = ("secret", "master_node")
+MIN_IDLE_TIMEOUT_SECONDS = 60
+MAX_IDLE_TIMEOUT_SECONDS = 7 * 24 * 3600
+SPOT_TIMEOUT_MINUTES = 20
+TAG_VALUE_MAX = 256
+
+RUN_TAG = "airflow:dag_run_id"
+DAG_TAG = "airflow:dag_id"
+
+
+class ClusterConfigError(ValueError):
+    """The [emr] configuration cannot describe a cluster."""
+
+
+def build_job_flow_request(emr: EmrSettings, layout: RunLayout, *, dag_id: str,
+                           airflow_run_id: str, mongo_secret_id: Optional[str]) -> Dict[str, Any]:
+    """The ``RunJobFlow`` request for this run (``mongo_secret_id`` in "secret" mode)."""
+    _check(emr, mongo_secret_id)
+    return {
+        "Name": f"{emr.cluster_name}-{layout.run_key}"[:256],
+        "ReleaseLabel": emr.release_label,
+        "LogUri": layout.log_uri,
+        "Applications": [{"Name": "Spark"}, {"Name": "Hadoop"}],
+        "Instances": _instances(emr),
+        "BootstrapActions": [_bootstrap_action(emr, layout)],
+        "Configurations": _configurations(emr, mongo_secret_id),
+        "AutoTerminationPolicy": {"IdleTimeout": emr.idle_timeout_minutes * 60},
+        "JobFlowRole": emr.job_flow_role,
+        "ServiceRole": emr.service_role,
+        "VisibleToAllUsers": True,
+        "StepConcurrencyLevel": 1,
+        "Tags": run_tags(emr, dag_id, airflow_run_id),
+    }
+
+
+def run_tags(emr: EmrSettings, dag_id: str, airflow_run_id: str) -> List[Dict[str, str]]:
+    """The configured tags plus the DAG id and run id (how teardown finds a lost cluster)."""
+    tags = {**emr.tags, DAG_TAG: dag_id, RUN_TAG: airflow_run_id}
+    return [{"Key": key, "Value": str(value)[:TAG_VALUE_MAX]} for key, value in tags.items()]
+
+
+def _check(emr: EmrSettings, mongo_secret_id: Optional[str]) -> None:
+    problems = []
+    if not emr.release_label.startswith("emr-7."):
+        problems.append(f"release_label must be an EMR 7 release (Spark 3.5, Python 3.9), "
+                        f"got {emr.release_label!r}")
+    if emr.instance_layout not in INSTANCE_LAYOUTS:
+        problems.append(f"instance_layout must be one of {INSTANCE_LAYOUTS}")
+    if emr.mongo_mode not in MONGO_MODES:
+        problems.append(f"mongo_mode must be one of {MONGO_MODES}")
+    if emr.mongo_mode == "secret" and not mongo_secret_id:
+        problems.append("mongo_mode 'secret' needs the run's secret id")
+    if emr.core_instance_count < 1:
+        problems.append("core_instance_count must be at least 1")
+    if not MIN_IDLE_TIMEOUT_SECONDS <= emr.idle_timeout_minutes * 60 <= MAX_IDLE_TIMEOUT_SECONDS:
+        problems.append("idle_timeout_minutes must be between 1 and 10080")
+    if emr.instance_layout == "fleets" and not emr.fleet_instance_types:
+        problems.append("fleet_instance_types must name at least one instance type")
+    if problems:
+        raise ClusterConfigError("invalid [emr] configuration: " + "; ".join(problems))
+
+
+def _instances(emr: EmrSettings) -> Dict[str, Any]:
+    instances: Dict[str, Any] = {
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    if emr.instance_layout == "groups":
+        instances["InstanceGroups"] = [
+            {"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
+             "InstanceType": emr.master_instance_type, "InstanceCount": 1},
+            {"Name": "core", "InstanceRole": "CORE",
+             "Market": "SPOT" if emr.core_on_spot else "ON_DEMAND",
+             "InstanceType": emr.core_instance_type, "InstanceCount": emr.core_instance_count},
+        ]
+        if emr.ec2_subnet_id:
+            instances["Ec2SubnetId"] = emr.ec2_subnet_id
+    else:
+        instances["InstanceFleets"] = [_master_fleet(emr), _core_fleet(emr)]
+        if emr.ec2_subnet_id:
+            instances["Ec2SubnetIds"] = [emr.ec2_subnet_id]
+    if emr.ec2_key_name:
+        instances["Ec2KeyName"] = emr.ec2_key_name
+    return instances
+
+
+def _master_fleet(emr: EmrSettings) -> Dict[str, Any]:
+    return {"Name": "master", "InstanceFleetType": "MASTER", "TargetOnDemandCapacity": 1,
+            "InstanceTypeConfigs": [{"InstanceType": emr.master_instance_type}]}
+
+
+def _core_fleet(emr: EmrSettings) -> Dict[str, Any]:
+    fleet: Dict[str, Any] = {
+        "Name": "core", "InstanceFleetType": "CORE",
+        "TargetOnDemandCapacity": 0 if emr.core_on_spot else emr.core_instance_count,
+        "TargetSpotCapacity": emr.core_instance_count if emr.core_on_spot else 0,
+        "InstanceTypeConfigs": [{"InstanceType": name, "WeightedCapacity": 1}
+                                for name in emr.fleet_instance_types],
+    }
+    if emr.core_on_spot:
+        fleet["LaunchSpecifications"] = {"SpotSpecification": {
+            "TimeoutDurationMinutes": SPOT_TIMEOUT_MINUTES,
+            "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+            "AllocationStrategy": "price-capacity-optimized"}}
+    return fleet
+
+
+def _bootstrap_action(emr: EmrSettings, layout: RunLayout) -> Dict[str, Any]:
+    args = ["--requirements", layout.code_uri(REQUIREMENTS)]
+    if emr.mongo_mode == "master_node":
+        args += ["--mongodb-on-master", emr.master_node_mongo_version]
+    return {"Name": "install-msd-job-dependencies",
+            "ScriptBootstrapAction": {"Path": layout.code_uri(BOOTSTRAP_SCRIPT), "Args": args}}
+
+
+def _configurations(emr: EmrSettings, mongo_secret_id: Optional[str]) -> List[Dict[str, Any]]:
+    if emr.mongo_mode == "secret":
+        exports = {env_vars.MONGO_SECRET_ID: mongo_secret_id, env_vars.MONGO_SECRET_REGION: emr.region}
+    else:
+        exports = {env_vars.MONGO_ON_MASTER: "1"}
+    return [
+        {"Classification": "spark-defaults", "Properties": dict(emr.spark_properties)},
+        {"Classification": "spark-env",
+         "Configurations": [{"Classification": "export", "Properties": exports}]},
+    ]

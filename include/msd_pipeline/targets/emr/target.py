@@ -1,0 +1,234 @@
+"""The EMR target of the pipeline's task graph (include/msd_pipeline/graph.py).
+
+    cluster.ship_code        code, bootstrap, requirements → the run's S3 prefix; the run's
+                             Mongo secret; the RunJobFlow request (XCom, no secrets)
+    cluster.create_cluster   EmrCreateJobFlowOperator, waits until the cluster is WAITING
+    stage.stage_data         songs → S3 (archive streamed, local folder uploaded, or an
+                             existing prefix, sliced)
+    spark.<step>.add_step    EmrAddStepsOperator: command-runner.jar spark-submit
+    spark.<step>.wait_for_step   EmrStepSensor; a failed step's logs → the task log
+    terminate_cluster        teardown: every cluster of the run terminated, secret deleted
+
+The teardown pairs with ``ship_code`` (the first setup task), so it runs whenever the run
+created anything, including when cluster creation fails.
+"""
+import datetime
+from typing import Any, Dict, List, Optional
+
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
+from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
+from airflow.sdk import Param, TaskGroup, XComArg, task
+
+from msdlib.config import PipelineConfig, from_dict, load_config
+from msd_pipeline import staging
+from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret, s3_staging
+from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
+from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri, split_s3_uri
+from msd_pipeline.targets.emr.operators import EndRunClusterOperator, StepSensorWithLogs
+from msd_pipeline.targets.emr.steps import spark_step
+from msd_pipeline.targets.base import PipelineTarget, run_field
+
+SHIP_TASK_ID = "cluster.ship_code"
+CREATE_TASK_ID = "cluster.create_cluster"
+CLUSTER_ID_FIELD = "{{ ti.xcom_pull(task_ids='%s') }}" % CREATE_TASK_ID
+# Form field → dotted config key.
+EMR_PARAM_KEYS = {
+    "emr_core_instance_count": "emr.core_instance_count",
+    "emr_core_on_spot": "emr.core_on_spot",
+    "emr_staging_letters": "emr.staging_letters",
+}
+
+
+def shipped_field(*keys: str) -> str:
+    """Jinja expression for a field of the ``ship_code`` XCom."""
+    path = "".join("['%s']" % key for key in keys)
+    return "{{ ti.xcom_pull(task_ids='%s')%s }}" % (SHIP_TASK_ID, path)
+
+
+class EmrTarget(PipelineTarget):
+    """Runs the Spark steps on a run-scoped EMR cluster; files live in S3."""
+
+    name = "emr"
+
+    def __init__(self, config: Optional[PipelineConfig] = None) -> None:
+        self.config = config or load_config()
+        self.emr = self.config.emr
+
+    # -- parse-time builders ---------------------------------------------------------
+    def setup(self, run: XComArg) -> List[Any]:
+        with TaskGroup("cluster", tooltip="Ship the code and create the run's EMR cluster"):
+            shipped = _ship_code_task(run)
+            create = EmrCreateJobFlowOperator(
+                task_id="create_cluster",
+                job_flow_overrides=shipped_field("job_flow_request"),
+                emr_conn_id=None,
+                aws_conn_id=self.emr.aws_conn_id,
+                region_name=self.emr.region,
+                wait_policy=WaitPolicy.WAIT_FOR_COMPLETION,
+                waiter_delay=self.emr.poll_seconds,
+                waiter_max_attempts=max(1, self.emr.create_timeout_seconds // self.emr.poll_seconds),
+                deferrable=self.emr.deferrable,
+                retries=0,
+                execution_timeout=datetime.timedelta(seconds=self.emr.create_timeout_seconds + 300),
+                doc_md="RunJobFlow with the request built by ship_code; waits until the "
+                       "cluster is WAITING and terminates it when that wait fails.",
+            )
+            shipped >> create
+        return [shipped, create]
+
+    def stage_data(self, run: XComArg) -> XComArg:
+        return _stage_data_task(run)
+
+    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> TaskGroup:
+        with TaskGroup(task_id, tooltip=f"EMR step: spark_jobs/{job}") as group:
+            add_step = EmrAddStepsOperator(
+                task_id="add_step",
+                job_flow_id=CLUSTER_ID_FIELD,
+                steps=[_step_template(task_id, job, job_args)],
+                aws_conn_id=self.emr.aws_conn_id,
+                region_name=self.emr.region,
+                retries=0,
+                doc_md=f"Adds the `spark_jobs/{job}` step (command-runner.jar spark-submit).",
+            )
+            wait = StepSensorWithLogs(
+                task_id="wait_for_step",
+                job_flow_id=CLUSTER_ID_FIELD,
+                step_id="{{ ti.xcom_pull(task_ids='%s')[0] }}" % add_step.task_id,
+                aws_conn_id=self.emr.aws_conn_id,
+                region_name=self.emr.region,
+                poke_interval=self.emr.poll_seconds,
+                timeout=self.emr.step_timeout_seconds,
+                max_attempts=max(1, self.emr.step_timeout_seconds // self.emr.poll_seconds),
+                deferrable=self.emr.deferrable,
+                log_wait_seconds=self.emr.log_wait_seconds,
+                log_tail_lines=self.emr.log_tail_lines,
+                mongo_conn_id=self.config.mongo.airflow_conn_id,
+                retries=0,
+                execution_timeout=datetime.timedelta(
+                    seconds=self.emr.step_timeout_seconds + self.emr.log_wait_seconds + 300),
+                doc_md="Waits for the step; when it fails, its stderr and controller log "
+                       "are copied from LogUri into this log.",
+            )
+            add_step >> wait
+        return group
+
+    def teardown(self, run: XComArg) -> EndRunClusterOperator:
+        return EndRunClusterOperator(
+            task_id="terminate_cluster",
+            job_flow_id=CLUSTER_ID_FIELD,
+            aws_conn_id=self.emr.aws_conn_id,
+            region_name=self.emr.region,
+            poll_seconds=self.emr.poll_seconds,
+            terminate_timeout_seconds=self.emr.create_timeout_seconds,
+            deferrable=False,
+            doc_md="Teardown: terminates every cluster of this DAG run (XCom and run tag), "
+                   "waits until terminated, deletes the run's Mongo secret.",
+        )
+
+    def extra_params(self) -> Dict[str, Param]:
+        return {
+            "emr_core_instance_count": Param(self.emr.core_instance_count, type="integer",
+                                             minimum=1, maximum=50, title="EMR core nodes"),
+            "emr_core_on_spot": Param(self.emr.core_on_spot, type="boolean",
+                                      title="EMR core nodes on spot"),
+            "emr_staging_letters": Param(list(self.emr.staging_letters), type="array",
+                                         items={"type": "string", "pattern": "^[A-Za-z]$"},
+                                         title="Stage only these X/ letters",
+                                         description="Empty: every letter"),
+        }
+
+    # -- run-time hooks ------------------------------------------------------------------
+    def overrides_from_params(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        overrides = {key: params[name] for name, key in EMR_PARAM_KEYS.items() if name in params}
+        overrides["spark.master"] = "yarn"
+        return overrides
+
+    def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
+        if artifacts_uri.startswith("s3://"):
+            return artifacts_uri.rstrip("/")
+        return join_uri(self.emr.s3_root, ARTIFACTS_FOLDER)
+
+    def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
+        emr = from_dict(run["config"]).emr
+        uri = RunLayout(emr.s3_root, run["run_key"]).job_config_uri
+        bucket, key = split_s3_uri(uri)
+        _s3_hook(emr).load_string(config_json, key=key, bucket_name=bucket, replace=True)
+        return uri
+
+    def read_text(self, uri: str) -> Optional[str]:
+        bucket, key = split_s3_uri(uri)
+        hook = _s3_hook(self.emr)
+        if not hook.check_for_key(key, bucket_name=bucket):
+            return None
+        return hook.read_key(key, bucket_name=bucket)
+
+    def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
+        emr = from_dict(run["config"]).emr
+        cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)
+        cluster = EmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region).conn.describe_cluster(
+            ClusterId=cluster_id)["Cluster"]
+        estimate = cost.estimate_cost(emr, cost.cluster_hours(cluster["Status"]["Timeline"]))
+        return {"cluster_id": cluster_id, "cluster_name": cluster["Name"],
+                "release_label": cluster.get("ReleaseLabel"), "log_uri": cluster.get("LogUri"),
+                "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate}
+
+
+def _s3_hook(emr) -> S3Hook:
+    return S3Hook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
+
+
+def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any]:
+    return spark_step(name=f"{task_id} {run_field('run_key')}",
+                      script_uri=shipped_field("code", job),
+                      jobs_zip_uri=shipped_field("code", JOBS_ZIP),
+                      job_args=job_args)
+
+
+@task(task_id="ship_code", retries=2)
+def _ship_code_task(run: Dict[str, Any]) -> Dict[str, Any]:
+    """Upload the run's code; create its Mongo secret; build the RunJobFlow request."""
+    from msd_pipeline.connections import mongo_uri_from_connection
+
+    config = from_dict(run["config"])
+    emr = config.emr
+    layout = RunLayout(emr.s3_root, run["run_key"])
+    secret_id = (mongo_secret.secret_name(emr.mongo_secret_prefix, run["run_key"])
+                 if emr.mongo_mode == "secret" else None)
+    # Validate the request first: nothing is created for a configuration that cannot work.
+    request = build_job_flow_request(emr, layout, dag_id=run["dag_id"],
+                                     airflow_run_id=run["airflow_run_id"],
+                                     mongo_secret_id=secret_id)
+    code = code_shipping.ship_code(_s3_hook(emr), layout)
+    if secret_id:
+        mongo_secret.put_run_secret(
+            SecretsManagerHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region), secret_id,
+            mongo_uri_from_connection(config.mongo.airflow_conn_id),
+            run_tags(emr, run["dag_id"], run["airflow_run_id"]))
+    return {"code": code, "job_flow_request": request, "mongo_secret_id": secret_id,
+            "log_uri": layout.log_uri}
+
+
+@task(task_id="stage_data")
+def _stage_data_task(run: Dict[str, Any]) -> Dict[str, Any]:
+    """Songs → S3: an s3:// source as is (or a slice of it), a local or generated folder
+    uploaded, or the MSD subset archive streamed from its URL (auto: the source when
+    it exists, else the archive)."""
+    config = from_dict(run["config"])
+    emr, source = config.emr, config.ingest.source
+    s3_hook = _s3_hook(emr)
+    song_slice = s3_staging.SongSlice.of(emr.staging_letters, config.ingest.max_files)
+    data_prefix = RunLayout(emr.s3_root, run["run_key"]).data_prefix
+    mode = config.staging.mode
+    if mode == "auto":
+        mode = "path" if staging.source_exists(staging.absolute(source)) else "url"
+    if mode == "url":
+        return s3_staging.stage_archive(s3_hook, config.staging.archive_url, data_prefix,
+                                        song_slice, config.staging.archive_checksum)
+    if mode == "path" and source.startswith("s3://"):
+        return s3_staging.stage_existing(s3_hook, source, data_prefix, song_slice)
+    local = staging.stage_songs(config.staging, source)  # a local folder or generated songs
+    label = "local-" + local["source"].rstrip("/").rsplit("/", 1)[-1]
+    return s3_staging.stage_local_folder(s3_hook, local["source"], data_prefix, song_slice, label)

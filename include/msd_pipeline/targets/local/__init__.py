@@ -1,0 +1,1 @@
+"""Local target: spark-submit to a configurable master; files on local paths."""

@@ -1,0 +1,72 @@
+"""The local target: spark-submit to a configurable master, files on a local filesystem.
+
+The Spark master comes from the Airflow connection ``pipeline.spark_conn_id``
+(``spark_default``): ``local[*]`` for the embedded default, ``spark://spark-master:7077``
+under docker-compose, a standalone master started from pyspark in tests. Artifacts and
+staged songs live on paths every Spark process can read (one machine, or the shared
+volumes of docker-compose).
+
+The Mongo URI is resolved from the ``mongo_default`` connection when the Spark step
+executes and reaches the job only through the spark-submit process environment
+(``MSD_MONGO_URI``): it is not a templated field, an argument, a log line or an XCom.
+"""
+import os
+from typing import Any, Dict, List, Optional
+
+from airflow.sdk import XComArg, task
+
+from msdlib.config import PipelineConfig, from_dict, load_config
+from msd_pipeline import staging
+from msd_pipeline.targets.base import SPARK_JOBS_DIR, PipelineTarget
+from msd_pipeline.targets.local.operators import QUIET_SPARK_CONF, PipelineSparkSubmitOperator
+
+
+class LocalTarget(PipelineTarget):
+    """Runs the pipeline's Spark steps with spark-submit; files live on local paths."""
+
+    name = "local"
+
+    def __init__(self, config: Optional[PipelineConfig] = None) -> None:
+        self.config = config or load_config()
+
+    def stage_data(self, run: XComArg) -> XComArg:
+        @task(task_id="stage_data", multiple_outputs=False)
+        def stage_data(run: Dict[str, Any]) -> Dict[str, Any]:
+            """Stage the songs: a folder, generated songs, or the downloaded archive."""
+            config = from_dict(run["config"])
+            return staging.stage_songs(config.staging, config.ingest.source)
+
+        return stage_data(run)
+
+    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> PipelineSparkSubmitOperator:
+        return PipelineSparkSubmitOperator(
+            task_id=task_id,
+            application=os.path.join(SPARK_JOBS_DIR, job),
+            application_args=job_args,
+            conn_id=self.config.pipeline.spark_conn_id,
+            mongo_conn_id=self.config.mongo.airflow_conn_id,
+            conf={**QUIET_SPARK_CONF, **self.config.spark.conf},
+            name="msd-" + task_id.replace("_", "-"),
+            doc_md="`spark-submit spark_jobs/{}` to the master of connection `{}`.".format(
+                job, self.config.pipeline.spark_conn_id),
+        )
+
+    def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
+        return staging.absolute(artifacts_uri)
+
+    def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
+        path = os.path.join(run["run_uri"], "job_config.json")
+        os.makedirs(run["run_uri"], exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(config_json)
+        return path
+
+    def read_text(self, uri: str) -> Optional[str]:
+        try:
+            with open(uri, encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
+        return {"spark_conn_id": self.config.pipeline.spark_conn_id}

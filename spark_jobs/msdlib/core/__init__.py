@@ -1,0 +1,1 @@
+"""Pure logic: features, documents, splits, models, evaluation. No database, file, S3 or network I/O."""

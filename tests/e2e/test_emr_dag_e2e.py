@@ -1,0 +1,292 @@
+"""``airflow dags test msd_emr_pipeline`` end to end against moto in server mode (S3, EMR,
+Secrets Manager), with a real SecantusDB for the run record.
+
+moto never advances EMR steps, so ``EmrStepDriver`` (tests/emr_support.py) plays the
+cluster. On the success path it runs each step's real command — the spark-submit line
+the DAG sent, with the code zip and job script downloaded from moto's S3 — on local
+Spark, in the environment the cluster's spark-env classification exports (the Mongo
+secret's name, not the URI), and ships the step's logs to LogUri as EMR does.
+
+Paths: success; a failed step; cluster creation failing after the cluster id exists; a
+step sensor timeout. Every path ends with every cluster terminated and the run secret
+deleted, and no secret (AWS keys, Mongo password) in the task logs, the metadata DB
+(XCom, rendered fields) or the step arguments.
+"""
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pymongo
+import pytest
+from moto.emr.models import Cluster, emr_backends
+
+from msdlib.config import load_config
+from msd_devtools.generator import generate_songs
+
+import airflow_support
+from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, ArchiveServer,
+                         EmrStepDriver, ServedFile, StepOutcome, aws_env, client, latest_run,
+                         make_song_archive, metadata_db_text, moto_server, task_log_text,
+                         task_states)
+from project_paths import PROJECT_ROOT
+
+DAG_ID = "msd_emr_pipeline"
+BUCKET = "msd-e2e"
+MONGO_USER = "msd_e2e"
+MONGO_PASSWORD = "e2e-Mongo-pw-5d1c9a"
+FAILED_STEP_MARKER = "RuntimeError: simulated executor loss 7f3a"
+SONGS = 120
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    with moto_server() as url:
+        client("s3", url).create_bucket(Bucket=BUCKET)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def song_archive(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e-songs")
+    generate_songs(str(folder), SONGS, seed=5)
+    served = ServedFile(make_song_archive(folder))
+    with ArchiveServer({"/msd-e2e.tar.gz": served}) as server:
+        yield server.url("/msd-e2e.tar.gz")
+
+
+@pytest.fixture(scope="module")
+def mongo_with_password(mongo_uri):
+    """The session's SecantusDB reached with a user and password, like a real deployment."""
+    admin = pymongo.MongoClient(mongo_uri)
+    if not admin.admin.command("usersInfo", MONGO_USER)["users"]:
+        admin.admin.command("createUser", MONGO_USER, pwd=MONGO_PASSWORD, roles=["root"])
+    admin.close()
+    host = mongo_uri.split("://", 1)[1].strip("/")
+    return airflow_support.mongo_connection(f"mongodb://{MONGO_USER}:{MONGO_PASSWORD}@{host}",
+                                            authSource="admin")
+
+
+@pytest.fixture(scope="module")
+def airflow_env(moto_url, mongo_with_password):
+    aws_connection = json.dumps({
+        "conn_type": "aws", "login": FAKE_ACCESS_KEY, "password": FAKE_SECRET_KEY,
+        "extra": {"region_name": REGION, "endpoint_url": moto_url}})
+    return airflow_support.airflow_env(airflow_support.airflow_home(), connections={
+        "aws_default": aws_connection, "mongo_default": mongo_with_password})
+
+
+class RealStepRunner:
+    """Runs an EMR step's spark-submit line on local Spark, like the master node would."""
+
+    def __init__(self, moto_url: str, work_dir: Path):
+        self.moto_url = moto_url
+        self.work_dir = work_dir
+
+    def __call__(self, cluster: Any, step: Any) -> StepOutcome:
+        args = list(step.args)
+        py_files = args.index("--py-files")
+        local_zip = self._download(args[py_files + 1], step.id)
+        local_script = self._download(args[py_files + 2], step.id)
+        spark_submit = os.path.join(os.path.dirname(__import__("pyspark").__file__), "bin", "spark-submit")
+        command = [spark_submit, "--master", "local[2]", "--deploy-mode", "client",
+                   "--py-files", local_zip, local_script, *args[py_files + 3:]]
+        result = subprocess.run(command, env=self._node_env(cluster), capture_output=True,
+                                text=True, timeout=600)
+        return StepOutcome(result.returncode == 0, result.stdout, result.stderr)
+
+    def _download(self, uri: str, step_id: str) -> str:
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        target = self.work_dir / step_id / key.rsplit("/", 1)[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client("s3", self.moto_url).download_file(bucket, key, str(target))
+        return str(target)
+
+    def _node_env(self, cluster: Any) -> Dict[str, str]:
+        """The node's environment: AWS via the instance profile (here: moto), plus what
+        the cluster's spark-env classification exports. No MSD_MONGO_URI."""
+        env = {key: value for key, value in os.environ.items() if key != "MSD_MONGO_URI"}
+        env.update(aws_env(self.moto_url))
+        env["PYSPARK_PYTHON"] = sys.executable
+        for classification in cluster.configurations:
+            if classification.get("Classification") == "spark-env":
+                for nested in classification.get("Configurations", []):
+                    env.update(nested.get("Properties", {}))
+        return env
+
+
+def failing_step(cluster: Any, step: Any) -> StepOutcome:
+    return StepOutcome(False, stdout="", stderr=(
+        "Traceback (most recent call last):\n  File \"ingest_songs.py\", line 1\n"
+        + FAILED_STEP_MARKER + "\n"))
+
+
+def hanging_step(cluster: Any, step: Any) -> Optional[StepOutcome]:
+    return None
+
+
+def write_config(path: Path, archive_url: str, database: str, **emr: Any) -> Path:
+    config = load_config().to_dict()
+    config["mongo"]["database"] = database
+    config["pipeline"].update(retries=0, retry_delay_minutes=0)
+    config["staging"].update(mode="url", archive_url=archive_url)
+    config["ingest"].update(partitions=2)
+    # Few shuffle partitions: Spark's default 200 dominates on a few hundred songs.
+    config["spark"]["conf"].update({"spark.sql.shuffle.partitions": "4",
+                                    "spark.default.parallelism": "2"})
+    config["training"].update(folds=2, classifiers=["logistic_regression"],
+                              regressors=["linear_regression"], parallelism=1,
+                              grids={"logistic_regression": {"regParam": [0.01]},
+                                     "linear_regression": {"regParam": [0.1]}})
+    config["emr"].update({"s3_root": f"s3://{BUCKET}/pipeline", "poll_seconds": 1,
+                          "log_wait_seconds": 3, "create_timeout_seconds": 30,
+                          "step_timeout_seconds": 600, **emr})
+    path.write_text(json.dumps(config))
+    return path
+
+
+@dataclass
+class PipelineRun:
+    output: str                 # the `airflow dags test` output
+    state: str                  # the DAG run's final state
+    tasks: Dict[str, str]       # task id → final state
+    clusters: List[Cluster]     # the clusters this run created
+    logs: str                   # output and task log files together
+
+    def describe(self) -> str:
+        return f"tasks: {self.tasks}\n--- end of the logs ---\n{self.logs[-8000:]}"
+
+
+def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, moto_url: str
+                 ) -> PipelineRun:
+    """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR."""
+    before = set(emr_backend().clusters)
+    driver = EmrStepDriver(moto_url, step_runner)
+    driver.start()
+    try:
+        result = airflow_support.run_dags_test(
+            DAG_ID, {**airflow_env, "MSD_CONFIG": str(config_path)}, timeout=600)
+    finally:
+        driver.stop()
+    assert not driver.errors, driver.errors
+    run_id, state = latest_run(DAG_ID, airflow_env)
+    output = result.output
+    clusters = [emr_backend().clusters[cid] for cid in sorted(set(emr_backend().clusters) - before)]
+    return PipelineRun(output, state, task_states(DAG_ID, run_id, airflow_env), clusters,
+                       output + "\n".join(task_log_text(airflow_env).values()))
+
+
+def emr_backend():
+    return emr_backends[ACCOUNT_ID][REGION]
+
+
+def assert_no_secret_leaked(airflow_env: Dict[str, str], run: PipelineRun) -> None:
+    secrets = [FAKE_ACCESS_KEY, FAKE_SECRET_KEY, MONGO_PASSWORD]
+    haystacks = {"task logs and output": run.logs,
+                 "step arguments": json.dumps([step.args for c in run.clusters for step in c.steps]),
+                 "cluster configuration": repr([c.configurations for c in run.clusters])}
+    for table, text in metadata_db_text(airflow_env).items():
+        haystacks["metadata table " + table] = text
+    for where, text in haystacks.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into {where}"
+
+
+def assert_run_cleaned_up(run: PipelineRun, moto_url: str) -> None:
+    assert run.clusters, "the run created no cluster"
+    assert all(cluster.state == "TERMINATED" for cluster in run.clusters), \
+        [(c.id, c.state) for c in run.clusters]
+    assert not [c for c in emr_backend().clusters.values()
+                if c.state not in ("TERMINATED", "TERMINATED_WITH_ERRORS")]
+    secrets = client("secretsmanager", moto_url).list_secrets()["SecretList"]
+    assert not secrets, [s["Name"] for s in secrets]
+
+
+def test_success_path_records_metrics_and_terminates(airflow_env, moto_url, song_archive,
+                                                     mongo_uri, tmp_path):
+    database = "emr_e2e_" + uuid.uuid4().hex[:8]
+    config = write_config(tmp_path / "config.json", song_archive, database)
+    run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
+
+    assert run.state == "success", run.describe()
+    assert set(run.tasks.values()) == {"success"}, run.tasks
+    assert_run_cleaned_up(run, moto_url)
+    [cluster] = run.clusters
+    assert [step.state for step in cluster.steps] == ["COMPLETED", "COMPLETED"]
+
+    db = pymongo.MongoClient(mongo_uri)[database]
+    assert db["songs"].count_documents({}) == SONGS
+    record = db["pipeline_runs"].find_one()
+    assert record["target"] == "emr" and record["status"] == "success"
+    assert record["metrics"] and record["ingest"] and record["training"]
+    details = record["target_details"]
+    assert details["cluster_id"] == cluster.id
+    assert details["cost"]["instance_hours"] > 0 and details["cost"]["estimated_usd"] > 0
+    assert record["artifacts"]["metrics_uri"].startswith(f"s3://{BUCKET}/pipeline/artifacts/")
+    assert "Report: s3://" in run.logs
+    assert_no_secret_leaked(airflow_env, run)
+
+
+def test_failed_step_fails_the_run_shows_its_log_and_terminates(airflow_env, moto_url,
+                                                                 song_archive, tmp_path):
+    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_failed")
+    run = run_pipeline(airflow_env, config, failing_step, moto_url)
+
+    assert run.state == "failed", run.describe()
+    assert run.tasks["spark.ingest.wait_for_step"] == "failed", run.describe()
+    assert run.tasks["terminate_cluster"] == "success", run.describe()
+    assert_run_cleaned_up(run, moto_url)
+    assert FAILED_STEP_MARKER in run.logs  # the step's stderr, fetched from LogUri
+    assert_no_secret_leaked(airflow_env, run)
+
+
+def test_creation_failing_after_the_cluster_exists_terminates_it(airflow_env, moto_url, song_archive,
+                                                                  tmp_path, monkeypatch):
+    def stuck_bootstrapping(cluster):
+        cluster.state = "BOOTSTRAPPING"
+
+    monkeypatch.setattr(Cluster, "run_bootstrap_actions", stuck_bootstrapping)
+    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_create",
+                          create_timeout_seconds=3)
+    run = run_pipeline(airflow_env, config, hanging_step, moto_url)
+
+    assert run.state == "failed", run.describe()
+    assert run.tasks["cluster.create_cluster"] == "failed", run.describe()
+    assert run.tasks["terminate_cluster"] == "success", run.describe()
+    assert "Attempting termination of EMR job flow" in run.logs  # by the creator itself
+    assert_run_cleaned_up(run, moto_url)
+    assert_no_secret_leaked(airflow_env, run)
+
+
+def test_sensor_timeout_fails_the_run_and_terminates(airflow_env, moto_url, song_archive, tmp_path):
+    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_timeout",
+                          step_timeout_seconds=4)
+    run = run_pipeline(airflow_env, config, hanging_step, moto_url)
+
+    assert run.state == "failed", run.describe()
+    assert run.tasks["spark.ingest.wait_for_step"] == "failed", run.describe()
+    assert run.tasks["terminate_cluster"] == "success", run.describe()
+    assert_run_cleaned_up(run, moto_url)
+    assert_no_secret_leaked(airflow_env, run)
+
+
+def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch):
+    """A cluster that died by itself (e.g. a failed bootstrap) counts as ended."""
+    from msd_pipeline.targets.emr.operators import EndRunClusterOperator
+
+    for name, value in aws_env(moto_url).items():
+        monkeypatch.setenv(name, value)
+    emr = client("emr", moto_url)
+    cluster_id = emr.run_job_flow(Name="ended-with-errors", ReleaseLabel="emr-7.5.0",
+                                  Instances={"KeepJobFlowAliveWhenNoSteps": True})["JobFlowId"]
+    emr_backend().clusters[cluster_id].state = "TERMINATED_WITH_ERRORS"
+    teardown = EndRunClusterOperator(task_id="t", job_flow_id=cluster_id, aws_conn_id=None,
+                                     region_name=REGION, poll_seconds=1, terminate_timeout_seconds=2)
+    teardown._wait_until_ended(cluster_id)  # logs a warning, does not raise
+    emr_backend().clusters[cluster_id].state = "WAITING"
+    with pytest.raises(Exception, match="[Ww]aiter"):
+        teardown._wait_until_ended(cluster_id)

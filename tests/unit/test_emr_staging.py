@@ -1,0 +1,147 @@
+"""S3 staging for EMR against a moto server: the archive streamed from HTTP into S3 (with
+a broken connection resumed), the skip rule on re-runs, slices, checksums, the manifest,
+an existing prefix and a local folder."""
+import hashlib
+import json
+
+import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from msd_devtools.generator import generate_songs
+from msd_pipeline.targets.emr import s3_staging
+from msd_pipeline.targets.emr.s3_staging import SongSlice
+from msd_pipeline.staging import StagingError
+
+from emr_support import ArchiveServer, ServedFile, aws_env, client, make_song_archive, moto_server
+
+BUCKET = "msd-staging-test"
+SONG_COUNT = 24
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    with moto_server() as url:
+        client("s3", url).create_bucket(Bucket=BUCKET)
+        yield url
+
+
+@pytest.fixture
+def s3_hook(moto_url, monkeypatch):
+    for name, value in aws_env(moto_url).items():
+        monkeypatch.setenv(name, value)
+    return S3Hook(aws_conn_id=None)
+
+
+@pytest.fixture(scope="module")
+def songs_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("songs")
+    generate_songs(str(folder), SONG_COUNT, seed=11)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def archive(songs_dir):
+    return make_song_archive(songs_dir)
+
+
+def relative_songs(songs_dir):
+    return sorted(str(path.relative_to(songs_dir)) for path in songs_dir.rglob("*.h5"))
+
+
+def stored_keys(moto_url, prefix):
+    pages = client("s3", moto_url).get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def test_archive_streams_into_s3_resumes_a_broken_download_and_skips_on_rerun(
+        s3_hook, moto_url, songs_dir, archive):
+    data_prefix = f"s3://{BUCKET}/run1/data"
+    served = ServedFile(archive, break_after=len(archive) // 3)
+    sha256 = hashlib.sha256(archive).hexdigest()
+    with ArchiveServer({"/subset.tar.gz": served}) as server:
+        staged = s3_staging.stage_archive(s3_hook, server.url("/subset.tar.gz"), data_prefix,
+                                          SongSlice(), checksum=f"sha256:{sha256}")
+        assert served.range_requests == 1  # the broken connection was resumed, not restarted
+        assert staged["source"] == f"{data_prefix}/subset/all/"
+        assert staged["files"] == SONG_COUNT
+        assert staged["detail"]["uploaded"] == SONG_COUNT and staged["detail"]["skipped"] == 0
+        assert staged["detail"]["archive_verified"] is True
+        keys = stored_keys(moto_url, "run1/data/subset/all/")
+        assert keys == sorted([f"run1/data/subset/all/{name}" for name in relative_songs(songs_dir)]
+                              + ["run1/data/subset/all/_manifest.json"])
+        one = relative_songs(songs_dir)[0]
+        head = client("s3", moto_url).head_object(Bucket=BUCKET, Key=f"run1/data/subset/all/{one}")
+        assert head["Metadata"]["sha256"] == hashlib.sha256((songs_dir / one).read_bytes()).hexdigest()
+        manifest = json.loads(s3_hook.read_key("run1/data/subset/all/_manifest.json", BUCKET))
+        assert manifest["count"] == SONG_COUNT and manifest["archive_digest"] == f"sha256:{sha256}"
+
+        # A changed object is uploaded again; everything else is skipped.
+        client("s3", moto_url).put_object(Bucket=BUCKET, Key=f"run1/data/subset/all/{one}", Body=b"x")
+        again = s3_staging.stage_archive(s3_hook, server.url("/subset.tar.gz"), data_prefix, SongSlice())
+        assert again["detail"]["uploaded"] == 1 and again["detail"]["skipped"] == SONG_COUNT - 1
+
+
+def test_archive_slices_by_letter_and_count(s3_hook, moto_url, songs_dir, archive):
+    letters = sorted({name[0] for name in relative_songs(songs_dir)})[:2]
+    with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
+        by_letter = s3_staging.stage_archive(s3_hook, server.url("/subset.tar.gz"),
+                                             f"s3://{BUCKET}/run2", SongSlice.of(letters, 0))
+        first_three = s3_staging.stage_archive(s3_hook, server.url("/subset.tar.gz"),
+                                               f"s3://{BUCKET}/run2", SongSlice.of([], 3))
+    expected = [name for name in relative_songs(songs_dir) if name[0] in letters]
+    slice_key = "letters-" + "".join(letters)
+    assert by_letter["files"] == len(expected)
+    assert stored_keys(moto_url, f"run2/subset/{slice_key}/") == sorted(
+        [f"run2/subset/{slice_key}/{name}" for name in expected]
+        + [f"run2/subset/{slice_key}/_manifest.json"])
+    assert first_three["files"] == 3 and first_three["source"].endswith("/subset/first-3/")
+    assert first_three["detail"]["archive_verified"] is None  # stopped early: not checkable
+
+
+def test_checksum_mismatch_fails_with_both_digests(s3_hook, archive):
+    with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
+        with pytest.raises(StagingError, match="checksum mismatch.*expected sha256:00ff"):
+            s3_staging.stage_archive(s3_hook, server.url("/subset.tar.gz"), f"s3://{BUCKET}/run3",
+                                     SongSlice(), checksum="sha256:00ff")
+
+
+def test_archive_without_songs_is_an_error(s3_hook, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no songs here")
+    with ArchiveServer({"/empty.tar.gz": ServedFile(make_song_archive(tmp_path))}) as server:
+        with pytest.raises(StagingError, match="no MSD song files"):
+            s3_staging.stage_archive(s3_hook, server.url("/empty.tar.gz"), f"s3://{BUCKET}/run4",
+                                     SongSlice())
+
+
+def test_local_folder_then_existing_prefix_slice_copied_server_side(s3_hook, moto_url, songs_dir):
+    uploaded = s3_staging.stage_local_folder(s3_hook, str(songs_dir), f"s3://{BUCKET}/run5",
+                                             SongSlice(), "local-songs")
+    assert uploaded["files"] == SONG_COUNT and uploaded["source"] == f"s3://{BUCKET}/run5/local-songs/all/"
+    existing = uploaded["source"]
+
+    whole = s3_staging.stage_existing(s3_hook, existing, f"s3://{BUCKET}/run5", SongSlice())
+    assert whole["source"] == existing and whole["files"] == SONG_COUNT  # used as is, no copy
+
+    letter = relative_songs(songs_dir)[0][0]
+    sliced = s3_staging.stage_existing(s3_hook, existing, f"s3://{BUCKET}/run5", SongSlice.of([letter], 0))
+    expected = [name for name in relative_songs(songs_dir) if name[0] == letter]
+    assert sliced["files"] == len(expected) and sliced["detail"]["uploaded"] == len(expected)
+    copy_prefix = sliced["source"][len(f"s3://{BUCKET}/"):]
+    assert [key for key in stored_keys(moto_url, copy_prefix) if key.endswith(".h5")] == sorted(
+        copy_prefix + name for name in expected)
+    again = s3_staging.stage_existing(s3_hook, existing, f"s3://{BUCKET}/run5", SongSlice.of([letter], 0))
+    assert again["detail"]["skipped"] == len(expected) and again["detail"]["uploaded"] == 0
+
+
+@pytest.mark.parametrize("letters, max_files", [(["AB"], 0), (["-"], 0), ([], -1)])
+def test_invalid_slices_are_rejected(letters, max_files):
+    with pytest.raises(StagingError, match="slice"):
+        SongSlice.of(letters, max_files)
+
+
+def test_song_keys_follow_the_msd_tree():
+    assert s3_staging.song_key("MillionSongSubset/data/A/B/C/TRABC123.h5") == "A/B/C/TRABC123.h5"
+    assert s3_staging.song_key("MillionSongSubset/AdditionalFiles/x.h5") is None
+    assert s3_staging.song_key("data/A/B/C/notes.txt") is None

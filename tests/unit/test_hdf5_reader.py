@@ -1,0 +1,173 @@
+"""msdlib.io.hdf5_reader on the real MSD files, on generated files, and on broken input."""
+import io
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from msd_devtools.generator import generate_songs
+from msdlib.core.song_errors import SongFileError
+from msdlib.io.hdf5_reader import MSD_GROUPS, read_song
+from project_paths import REAL_TRACKS, SHARED_MSD
+
+SUMMARY_CSV = SHARED_MSD / "tabular" / "MillionSongSubset_summary_10k.csv"
+needs_real_data = pytest.mark.skipif(
+    not REAL_TRACKS.is_dir(), reason="real MSD files not found at {}".format(SHARED_MSD))
+
+
+def real_paths():
+    return sorted(REAL_TRACKS.glob("*/*/*/*.h5"))
+
+
+@pytest.fixture(scope="module")
+def generated_song(tmp_path_factory):
+    return Path(generate_songs(str(tmp_path_factory.mktemp("songs")), 1, seed=11)[0])
+
+
+@needs_real_data
+def test_every_real_file_parses_and_matches_the_summary_table():
+    summary = pd.read_csv(SUMMARY_CSV, usecols=["track_id", "title", "year", "artist_id"],
+                          keep_default_na=False, na_filter=False).set_index("track_id")
+    paths = real_paths()
+    assert len(paths) == 456
+    unmatched = []
+    for path in paths:
+        song = read_song(str(path))
+        track_id = song["analysis"]["songs"]["track_id"]
+        assert path.stem == track_id
+        if track_id not in summary.index:
+            unmatched.append(track_id)
+            continue
+        expected = summary.loc[track_id]
+        assert song["musicbrainz"]["songs"]["year"] == int(expected["year"])
+        assert song["metadata"]["songs"]["title"] == expected["title"]
+        assert song["metadata"]["songs"]["artist_id"] == expected["artist_id"]
+    assert len(unmatched) <= 1
+
+
+@needs_real_data
+def test_real_file_structure_becomes_plain_python():
+    song = read_song(str(real_paths()[0]))
+    assert set(song) == set(MSD_GROUPS)
+    for group in song.values():
+        assert all(isinstance(value, (int, float, str, type(None)))
+                   for value in group["songs"].values())
+    analysis = song["analysis"]
+    assert analysis["segments_timbre"].dtype == np.float64
+    assert analysis["segments_timbre"].shape[1] == 12
+    assert {"bars_start", "beats_confidence", "sections_start", "segments_pitches",
+            "segments_loudness_max_time", "tatums_confidence"} <= set(analysis)
+    assert all(isinstance(term, str) for term in song["metadata"]["artist_terms"])
+    assert song["musicbrainz"]["artist_mbtags_count"].dtype == np.int32
+
+
+@needs_real_data
+def test_nan_in_compound_tables_becomes_none():
+    nan_hotttnesss = 0
+    for path in real_paths()[:80]:
+        with h5py.File(path, "r") as h5:
+            raw = h5["metadata/songs"][0]["song_hotttnesss"]
+        value = read_song(str(path))["metadata"]["songs"]["song_hotttnesss"]
+        if np.isnan(raw):
+            nan_hotttnesss += 1
+            assert value is None
+        else:
+            assert value == pytest.approx(float(raw))
+    assert nan_hotttnesss > 0
+
+
+def test_path_bytes_and_file_object_give_the_same_song(generated_song):
+    data = generated_song.read_bytes()
+    from_path = read_song(generated_song)
+    for song in (read_song(data), read_song(io.BytesIO(data))):
+        assert song["metadata"]["songs"] == from_path["metadata"]["songs"]
+        np.testing.assert_array_equal(song["analysis"]["segments_timbre"],
+                                      from_path["analysis"]["segments_timbre"])
+
+
+def assert_rejected(source, reason):
+    with pytest.raises(SongFileError) as caught:
+        read_song(source)
+    assert caught.value.reason == reason
+    assert str(caught.value).startswith(reason)
+
+
+def test_zero_byte_file_is_rejected(tmp_path):
+    empty = tmp_path / "TREMPTY.h5"
+    empty.write_bytes(b"")
+    assert_rejected(str(empty), "empty_file")
+    assert_rejected(b"", "empty_file")
+    assert_rejected(io.BytesIO(b""), "empty_file")
+
+
+def test_truncated_copy_is_rejected(tmp_path, generated_song):
+    data = generated_song.read_bytes()
+    truncated = tmp_path / "TRHALF.h5"
+    truncated.write_bytes(data[:len(data) // 2])
+    assert_rejected(str(truncated), "truncated")
+    assert_rejected(data[:len(data) // 2], "truncated")
+
+
+def test_text_file_is_not_hdf5(tmp_path):
+    text = tmp_path / "TRTEXT.h5"
+    text.write_text("track_id,title\nTR1,not a song\n")
+    assert_rejected(str(text), "not_hdf5")
+
+
+def test_missing_path_is_unreadable(tmp_path):
+    assert_rejected(str(tmp_path / "absent.h5"), "unreadable")
+
+
+def copy_and_edit(source, target, edit):
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as h5:
+        edit(h5)
+    return str(target)
+
+
+def test_hdf5_without_an_msd_group_is_rejected(tmp_path, generated_song):
+    def drop_musicbrainz(h5):
+        del h5["musicbrainz"]
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", drop_musicbrainz),
+                    "missing_group")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h5:
+        h5["values"] = np.arange(3)
+    assert_rejected(str(other), "missing_group")
+
+
+def test_hdf5_without_songs_table_is_rejected(tmp_path, generated_song):
+    def drop_table(h5):
+        del h5["analysis/songs"]
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", drop_table),
+                    "missing_songs_table")
+
+    def empty_table(h5):
+        dtype = h5["metadata/songs"].dtype
+        del h5["metadata/songs"]
+        h5["metadata"].create_dataset("songs", shape=(0,), dtype=dtype)
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "b.h5", empty_table),
+                    "empty_songs_table")
+
+
+def test_blank_track_id_is_rejected(tmp_path, generated_song):
+    def blank_track_id(h5):
+        row = h5["analysis/songs"][0]
+        row["track_id"] = b""
+        h5["analysis/songs"][0] = row
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", blank_track_id),
+                    "missing_track_id")
+
+
+def test_fixed_width_strings_decode_as_utf8_with_replacement(tmp_path, generated_song):
+    def set_names(h5):
+        row = h5["metadata/songs"][0]
+        row["title"] = "Café über".encode("utf-8")
+        row["release"] = b"bad \xff byte"
+        h5["metadata/songs"][0] = row
+    song = read_song(copy_and_edit(generated_song, tmp_path / "a.h5", set_names))
+    assert song["metadata"]["songs"]["title"] == "Café über"
+    assert song["metadata"]["songs"]["release"] == "bad \ufffd byte"
