@@ -162,33 +162,48 @@ def test_unreachable_url_fails_after_retries(tmp_path):
 
     url = "http://127.0.0.1:{}/subset.tar.gz".format(free_port())
     with pytest.raises(staging.StagingError, match="failed after 2 attempts"):
-        staging.download(url, tmp_path / "subset.tar.gz", attempts=2, timeout=5)
+        staging.download(url, tmp_path / "subset.tar.gz", attempts=2, timeout=5, pause_seconds=0)
 
 
-def test_url_mode_downloads_and_extracts_once(tmp_path, archive, serve):
+def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve):
     _, _, checksum = archive
     server = serve()
     settings = StagingSettings(mode="url", archive_url=server.url, archive_checksum=checksum,
                                data_dir=str(tmp_path / "data"))
     staged = staging.stage_songs(settings, "unused")
     assert staged["mode"] == "url" and staged["files"] == 3
-    assert staged["detail"]["checksum_verified"] is True
-    assert Path(staged["source"]) == tmp_path / "data" / "extracted" / "millionsongsubset"
+    assert staged["detail"]["archive_verified"] is True
+    assert Path(staged["source"]) == tmp_path / "data" / "extracted" / "millionsongsubset" / "all"
     assert len(list(Path(staged["source"]).rglob("*.h5"))) == 3
     assert staging.stage_songs(settings, "unused") == staged
     assert len(server.ranges) == 1
 
 
-def test_archive_escaping_its_folder_is_refused(tmp_path):
+def test_url_mode_takes_a_slice_of_the_archive(tmp_path, archive, serve):
+    settings = StagingSettings(mode="url", archive_url=serve().url, data_dir=str(tmp_path))
+    staged = staging.stage_songs(settings, "unused", staging.SongSlice.of([], 2))
+    assert staged["files"] == 2 and Path(staged["source"]).name == "first-2"
+
+
+def test_archive_members_never_escape_the_sink(tmp_path):
     archive = tmp_path / "evil.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo("../outside.h5")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    with pytest.raises(staging.StagingError, match="cannot extract"):
-        staging.extract_archive(archive, tmp_path / "out")
-    assert not (tmp_path / "outside.h5").exists()
-    assert not (tmp_path / "out").exists()
+        for name in ("../outside.h5", "A/B/../../../escaped.h5", "/abs/A/B/C/.hidden.h5"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    settings = StagingSettings(mode="url", archive_url=archive.as_uri(), data_dir=str(tmp_path / "d"))
+    with pytest.raises(staging.StagingError, match="no MSD song files"):
+        staging.stage_songs(settings, "unused")
+    assert sorted(path.name for path in tmp_path.rglob("*.h5")) == []
+
+
+def test_auto_rule_uses_the_source_or_the_targets_fallback(tmp_path):
+    assert staging.resolve_mode("auto", str(tmp_path / "absent"), "url") == "url"
+    assert staging.resolve_mode("auto", "s3://bucket/tracks", "generated") == "path"
+    assert staging.resolve_mode("generated", "s3://bucket/tracks", "url") == "generated"
+    with pytest.raises(staging.StagingError, match="unknown staging mode"):
+        staging.resolve_mode("ftp", "x", "url")
 
 
 def test_path_mode_uses_the_folder_and_counts_songs(tmp_path):

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Dict
 
 from msdlib.config import PROJECT_ROOT
+from msdlib.io.sources import split_s3_uri
 from msd_pipeline.targets.base import JOB_SCRIPTS, SPARK_JOBS_DIR
-from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, JOBS_ZIP, REQUIREMENTS, RunLayout, split_s3_uri
+from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, JOBS_ZIP, REQUIREMENTS, RunLayout
 
 SPARK_JOBS_PATH = Path(SPARK_JOBS_DIR)
 EMR_DIR = Path(PROJECT_ROOT) / "include" / "emr"

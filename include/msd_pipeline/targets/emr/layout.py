@@ -8,6 +8,8 @@
 """
 from dataclasses import dataclass
 
+from msdlib.io.sources import SourceError, split_s3_uri
+
 JOBS_ZIP = "msdlib.zip"
 BOOTSTRAP_SCRIPT = "bootstrap.sh"
 REQUIREMENTS = "requirements-emr.txt"
@@ -16,16 +18,6 @@ ARTIFACTS_FOLDER = "artifacts"
 
 class LayoutError(ValueError):
     """The S3 root is not a usable s3:// prefix."""
-
-
-def split_s3_uri(uri: str):
-    """``s3://bucket/a/b`` → ``("bucket", "a/b")``."""
-    if not uri.startswith("s3://"):
-        raise LayoutError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise LayoutError(f"s3 URI without a bucket: {uri!r}")
-    return bucket, key
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -38,7 +30,10 @@ class RunLayout:
     run_key: str
 
     def __post_init__(self):
-        split_s3_uri(self.s3_root)
+        try:
+            split_s3_uri(self.s3_root)
+        except SourceError as exc:
+            raise LayoutError(str(exc)) from exc
         if not self.run_key or "/" in self.run_key:
             raise LayoutError(f"run key must be a non-empty path segment: {self.run_key!r}")
 

@@ -7,7 +7,8 @@ import gzip
 import time
 from typing import Callable, Dict, List, Optional
 
-from msd_pipeline.targets.emr.layout import join_uri, split_s3_uri
+from msdlib.io.sources import split_s3_uri
+from msd_pipeline.targets.emr.layout import join_uri
 
 STEP_LOG_FILES = ("stderr", "stdout", "controller")
 

@@ -23,10 +23,11 @@ from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
 from airflow.sdk import Param, TaskGroup, XComArg, task
 
 from msdlib.config import PipelineConfig, from_dict, load_config
+from msdlib.io.sources import split_s3_uri
 from msd_pipeline import staging
-from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret, s3_staging
+from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
-from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri, split_s3_uri
+from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
 from msd_pipeline.targets.emr.operators import EndRunClusterOperator, StepSensorWithLogs
 from msd_pipeline.targets.emr.steps import spark_step
 from msd_pipeline.targets.base import PipelineTarget, run_field
@@ -217,18 +218,8 @@ def _stage_data_task(run: Dict[str, Any]) -> Dict[str, Any]:
     uploaded, or the MSD subset archive streamed from its URL (auto: the source when
     it exists, else the archive)."""
     config = from_dict(run["config"])
-    emr, source = config.emr, config.ingest.source
-    s3_hook = _s3_hook(emr)
-    song_slice = s3_staging.SongSlice.of(emr.staging_letters, config.ingest.max_files)
+    emr = config.emr
+    song_slice = staging.SongSlice.of(emr.staging_letters, config.ingest.max_files)
     data_prefix = RunLayout(emr.s3_root, run["run_key"]).data_prefix
-    mode = config.staging.mode
-    if mode == "auto":
-        mode = "path" if staging.source_exists(staging.absolute(source)) else "url"
-    if mode == "url":
-        return s3_staging.stage_archive(s3_hook, config.staging.archive_url, data_prefix,
-                                        song_slice, config.staging.archive_checksum)
-    if mode == "path" and source.startswith("s3://"):
-        return s3_staging.stage_existing(s3_hook, source, data_prefix, song_slice)
-    local = staging.stage_songs(config.staging, source)  # a local folder or generated songs
-    label = "local-" + local["source"].rstrip("/").rsplit("/", 1)[-1]
-    return s3_staging.stage_local_folder(s3_hook, local["source"], data_prefix, song_slice, label)
+    return staging.stage_to_s3(config.staging, config.ingest.source, _s3_hook(emr), data_prefix,
+                               song_slice)
