@@ -46,6 +46,9 @@ class IngestSettings:
     max_failed_fraction: float = 0.05
     # Optional cap on the number of files (0 = all), for samples and slices.
     max_files: int = 0
+    # Files each partition reads ahead (in flight at once) to hide S3's per-request
+    # latency; also bounds the file bytes a partition holds. 1: one file at a time.
+    read_ahead: int = 8
 
 
 @dataclass(frozen=True)

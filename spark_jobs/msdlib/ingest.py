@@ -30,7 +30,7 @@ from msdlib.core.documents import build_document
 from msdlib.core.song_errors import SongFileError
 from msdlib.io.hdf5_reader import read_song
 from msdlib.io.mongo import connect, ensure_indexes
-from msdlib.io.sources import SourceReader, list_sources
+from msdlib.io.sources import FileReader, SourceReader, list_sources, read_ahead
 
 ARRAY_ENCODINGS = ("list", "float32")
 MAX_ERROR_MESSAGE_CHARS = 500
@@ -91,6 +91,7 @@ class PartitionTask:
     partition_buckets: int
     batch_size: int
     s3_endpoint_url: Optional[str] = None
+    read_ahead: int = 1
 
 
 def validate_settings(settings: IngestSettings) -> None:
@@ -109,6 +110,8 @@ def validate_settings(settings: IngestSettings) -> None:
         problems.append("ingest.max_failed_fraction must be between 0 and 1")
     if settings.max_files < 0:
         problems.append("ingest.max_files must be 0 (all) or more")
+    if settings.read_ahead < 1:
+        problems.append("ingest.read_ahead must be at least 1")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -122,7 +125,8 @@ def make_task(config: PipelineConfig, mongo_uri: str, run_id: str,
         errors_collection=config.mongo.errors_collection,
         run_id=run_id, ingested_at=ingested_at, encoding=config.ingest.array_encoding,
         partition_buckets=config.ingest.partition_buckets,
-        batch_size=config.ingest.batch_size, s3_endpoint_url=s3_endpoint_url)
+        batch_size=config.ingest.batch_size, s3_endpoint_url=s3_endpoint_url,
+        read_ahead=config.ingest.read_ahead)
 
 
 def utc_now() -> datetime.datetime:
@@ -146,7 +150,7 @@ def song_document(path: str, data: bytes, task: PartitionTask) -> Dict[str, Any]
         partition_buckets=task.partition_buckets)
 
 
-def convert_file(path: str, reader: SourceReader,
+def convert_file(path: str, reader: FileReader,
                  task: PartitionTask) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
     """``(document, None)`` for a good file, ``(None, error record)`` for a bad one."""
     try:
@@ -229,15 +233,15 @@ def _bulk_failures(collection: Any, operations: List[Any]) -> Dict[int, Dict[str
 def ingest_paths(paths: Iterable[str], task: PartitionTask) -> IngestCounts:
     """Ingest every path with one MongoClient; the body of one Spark partition."""
     counts = IngestCounts()
-    reader = SourceReader(task.s3_endpoint_url)
+    reader = SourceReader(task.s3_endpoint_url, max_connections=task.read_ahead)
     client = connect(task.mongo_uri)
     try:
         db = client[task.database]
         documents = []  # type: List[Dict[str, Any]]
         errors = []  # type: List[Dict[str, Any]]
-        for path in paths:
+        for path, song_file in read_ahead(reader, paths, task.read_ahead):
             counts.seen += 1
-            document, error = convert_file(path, reader, task)
+            document, error = convert_file(path, song_file, task)
             if document is not None:
                 documents.append(document)
             else:

@@ -13,11 +13,19 @@ Relative local sources resolve against the project root, like the default
 paths (a list file keeps its own order), duplicates dropped, optionally capped.
 
 The S3 endpoint is boto3's default unless ``endpoint_url`` or $AWS_ENDPOINT_URL_S3 /
-$AWS_ENDPOINT_URL name another (moto in tests). Python 3.9 syntax.
+$AWS_ENDPOINT_URL name another (moto in tests).
+
+Executors read files with ``read_ahead``: a bounded thread pool per partition keeps the
+next files' GETs in flight while the current file is parsed, so a partition is not
+bound by S3's per-request latency. Python 3.9 syntax.
 """
+import collections
 import glob
+import itertools
 import os
-from typing import Any, Iterable, List, Optional, Tuple
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Deque, Iterable, Iterator, List, Optional, Tuple, Union
 
 from msdlib.config import PROJECT_ROOT, ConfigError
 
@@ -49,9 +57,13 @@ def s3_endpoint_url(endpoint_url: Optional[str] = None) -> Optional[str]:
             or os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
-def s3_client(endpoint_url: Optional[str] = None) -> Any:
+def s3_client(endpoint_url: Optional[str] = None, max_connections: int = 0) -> Any:
+    """An S3 client; ``max_connections`` > 0 sizes its connection pool (default 10)."""
     import boto3  # imported lazily: local runs never need it
-    return boto3.client("s3", endpoint_url=s3_endpoint_url(endpoint_url))
+    from botocore.config import Config
+
+    config = Config(max_pool_connections=max_connections) if max_connections > 0 else None
+    return boto3.client("s3", endpoint_url=s3_endpoint_url(endpoint_url), config=config)
 
 
 def list_sources(source: str, max_files: int = 0,
@@ -124,21 +136,71 @@ def _unique(paths: Iterable[str]) -> List[str]:
 
 class SourceReader:
     """Reads song files as bytes; one per Spark partition (boto3 clients are not picklable,
-    so the S3 client is created on first use, in the executor)."""
+    so the S3 client is created on first use, in the executor, and shared by its threads:
+    boto3 clients are thread-safe)."""
 
-    def __init__(self, endpoint_url: Optional[str] = None):
+    def __init__(self, endpoint_url: Optional[str] = None, max_connections: int = 0):
         self.endpoint_url = endpoint_url
+        self.max_connections = max_connections
         self._s3 = None  # type: Any
+        self._lock = threading.Lock()
 
     def read(self, path: str) -> bytes:
         """The whole file: h5py opens it from memory. Raises OSError or botocore errors."""
         if not is_s3(path):
             with open(path, "rb") as handle:
                 return handle.read()
-        if self._s3 is None:
-            self._s3 = s3_client(self.endpoint_url)
         bucket, key = split_s3_uri(path)
-        return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._s3 is None:
+                self._s3 = s3_client(self.endpoint_url, self.max_connections)
+            return self._s3
+
+
+class PrefetchedRead:
+    """One file read ahead: ``read(path)`` returns its bytes or raises its read error,
+    exactly as ``SourceReader.read`` would have."""
+
+    def __init__(self, future: "Future[bytes]"):
+        self._future = future
+
+    def read(self, path: str) -> bytes:
+        return self._future.result()
+
+
+# What ``read_ahead`` hands out with each path: something whose ``read(path)`` gives the bytes.
+FileReader = Union[SourceReader, PrefetchedRead]
+
+
+def read_ahead(reader: SourceReader, paths: Iterable[str],
+               in_flight: int) -> Iterator[Tuple[str, FileReader]]:
+    """``(path, file)`` pairs in the order of ``paths``; ``file.read(path)`` gives the bytes.
+
+    With ``in_flight`` > 1, a pool of that many threads reads the next files while the
+    caller works on the current one; at most ``in_flight`` files are being read or held,
+    the one handed out included. With 1, each file is read when the caller asks for it.
+    A read error stays with its own file (raised by its ``read``).
+    """
+    if in_flight <= 1:
+        for path in paths:
+            yield path, reader
+        return
+    pending = iter(paths)
+    window = collections.deque()  # type: Deque[Tuple[str, Future]]
+    pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="msd-read-ahead")
+    try:
+        for path in itertools.islice(pending, in_flight):
+            window.append((path, pool.submit(reader.read, path)))
+        while window:
+            path, future = window.popleft()
+            yield path, PrefetchedRead(future)
+            for next_path in itertools.islice(pending, 1):
+                window.append((next_path, pool.submit(reader.read, next_path)))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_bytes(path: str, endpoint_url: Optional[str] = None) -> bytes:
