@@ -22,6 +22,16 @@ TAG_VALUE_MAX = 256
 RUN_TAG = "airflow:dag_run_id"
 DAG_TAG = "airflow:dag_id"
 
+# vCPUs by EC2 instance size (the part after the family: m5.xlarge → "xlarge"); an
+# "<N>xlarge" has 4 × N. Holds for the families EMR runs (m, c, r, i, d; Intel, AMD and
+# Graviton alike); other sizes ("metal") need spark.default.parallelism set by hand.
+VCPUS_BY_SIZE = {"medium": 1, "large": 2, "xlarge": 4}
+DEFAULT_PARALLELISM = "spark.default.parallelism"
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+# Shuffle partitions per core: small enough for a few thousand songs, and two waves
+# spread a skewed shuffle over every core.
+SHUFFLE_PARTITIONS_PER_CORE = 2
+
 
 class ClusterConfigError(ValueError):
     """The [emr] configuration cannot describe a cluster."""
@@ -71,6 +81,11 @@ def _check(emr: EmrSettings, mongo_secret_id: Optional[str]) -> None:
         problems.append("idle_timeout_minutes must be between 1 and 10080")
     if emr.instance_layout == "fleets" and not emr.fleet_instance_types:
         problems.append("fleet_instance_types must name at least one instance type")
+    if DEFAULT_PARALLELISM not in emr.spark_properties:
+        unknown = [name for name in core_instance_types(emr) if instance_vcpus(name) is None]
+        if unknown:
+            problems.append(f"no vCPU count known for {', '.join(unknown)}: set "
+                            f"{DEFAULT_PARALLELISM!r} in [emr.spark_properties]")
     if problems:
         raise ClusterConfigError("invalid [emr] configuration: " + "; ".join(problems))
 
@@ -128,13 +143,49 @@ def _bootstrap_action(emr: EmrSettings, layout: RunLayout) -> Dict[str, Any]:
             "ScriptBootstrapAction": {"Path": layout.code_uri(BOOTSTRAP_SCRIPT), "Args": args}}
 
 
+def instance_vcpus(instance_type: str) -> Optional[int]:
+    """vCPUs of an EC2 instance type from its size (``m5.2xlarge`` → 8); None if unknown."""
+    size = instance_type.partition(".")[2]
+    if size in VCPUS_BY_SIZE:
+        return VCPUS_BY_SIZE[size]
+    multiple = size[:-len("xlarge")] if size.endswith("xlarge") else ""
+    return 4 * int(multiple) if multiple.isdigit() and int(multiple) > 0 else None
+
+
+def core_instance_types(emr: EmrSettings) -> List[str]:
+    return [emr.core_instance_type] if emr.instance_layout == "groups" \
+        else list(emr.fleet_instance_types)
+
+
+def core_vcpus(emr: EmrSettings) -> int:
+    """The executors' cores: every core node's vCPUs (a fleet: its largest type's, so
+    that no core idles whichever types EMR picks)."""
+    return emr.core_instance_count * max(
+        instance_vcpus(name) or 0 for name in core_instance_types(emr))
+
+
+def parallelism_properties(emr: EmrSettings) -> Dict[str, str]:
+    """``spark.default.parallelism`` and shuffle partitions from the core nodes' vCPUs.
+
+    On YARN with dynamic allocation no executor exists when the driver starts, so
+    Spark's own default parallelism is 2; the jobs size their partitions from it.
+    Settings in ``emr.spark_properties`` win.
+    """
+    if DEFAULT_PARALLELISM in emr.spark_properties:
+        return {}
+    cores = core_vcpus(emr)
+    return {DEFAULT_PARALLELISM: str(cores),
+            SHUFFLE_PARTITIONS: str(SHUFFLE_PARTITIONS_PER_CORE * cores)}
+
+
 def _configurations(emr: EmrSettings, mongo_secret_id: Optional[str]) -> List[Dict[str, Any]]:
     if emr.mongo_mode == "secret":
         exports = {env_vars.MONGO_SECRET_ID: mongo_secret_id, env_vars.MONGO_SECRET_REGION: emr.region}
     else:
         exports = {env_vars.MONGO_ON_MASTER: "1"}
     return [
-        {"Classification": "spark-defaults", "Properties": dict(emr.spark_properties)},
+        {"Classification": "spark-defaults",
+         "Properties": {**parallelism_properties(emr), **emr.spark_properties}},
         {"Classification": "spark-env",
          "Configurations": [{"Classification": "export", "Properties": exports}]},
     ]
