@@ -2,9 +2,11 @@
 input shapes, the steps' arguments against the jobs' own CLI parsers, the cost estimate,
 the code zip and the job-side Mongo secret reader."""
 import argparse
+import ast
 import dataclasses
 import importlib.util
 import io
+import sys
 import zipfile
 from pathlib import Path
 
@@ -198,13 +200,42 @@ def test_jobs_zip_holds_msdlib_and_is_reproducible():
     assert all(name.startswith("msdlib/") and name.endswith(".py") for name in names)
 
 
-def test_emr_requirements_cover_the_jobs_third_party_imports():
-    emr_pins = {line.split("==")[0].lower() for line in
-                (PROJECT_ROOT / "include/emr/requirements-emr.txt").read_text().splitlines()
-                if line and not line.startswith("#")}
-    assert emr_pins == {"h5py", "numpy", "pymongo", "matplotlib"}
-    runtime = (PROJECT_ROOT / "requirements.txt").read_text().lower()
-    assert all(f"{name}==" in runtime for name in emr_pins)
+def test_emr_requirements_pin_the_jobs_third_party_imports():
+    """Every package the shipped code imports is pinned for EMR (pyspark comes with EMR)."""
+    pins = emr_pins()
+    # Import name → distribution, where they differ.
+    distribution = {"bson": "pymongo"}
+    imported = set()
+    for path in (PROJECT_ROOT / "spark_jobs").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = {distribution.get(name, name) for name in imported
+                   if name not in sys.stdlib_module_names} - {"msdlib", "pyspark"}
+    assert third_party and third_party <= set(pins)
+
+
+def test_emr_requirements_are_exact_pins_for_python_3_9():
+    pins = emr_pins()
+    # boto3 1.43 and later need Python >= 3.10; botocore moves in lockstep with boto3.
+    boto3_version = tuple(int(part) for part in pins["boto3"].split("."))
+    assert boto3_version < (1, 43) and pins["botocore"] == pins["boto3"]
+    # botocore needs urllib3 < 1.27 on Python < 3.10.
+    assert pins["urllib3"].startswith("1.26.")
+
+
+def emr_pins():
+    """name → version of include/emr/requirements-emr.txt; every line an exact pin."""
+    pins = {}
+    for line in (PROJECT_ROOT / "include/emr/requirements-emr.txt").read_text().splitlines():
+        requirement = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if requirement:
+            name, separator, version = requirement.partition("==")
+            assert separator and version, "not an exact pin: " + line
+            pins[name.strip().lower()] = version.strip()
+    return pins
 
 
 def test_cost_estimate_multiplies_instance_hours_by_prices():
