@@ -1,6 +1,7 @@
 # One entry point for setting up, running and testing the project on a fresh machine.
 #   make demo   set everything up and run the pipeline on the embedded default
 #   make test   set everything up and run the tests (make test-unit: the fast unit tier)
+#   make test-emr-runtime   the jobs end to end on EMR's Spark and pinned dependencies
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PTH := $(VENV)/lib/python3.11/site-packages/msd_project.pth
 SHARED_TRACKS := ../shared/msd/tracks
 export MSD_STATE_DIR ?= $(CURDIR)/.state
 
-.PHONY: setup demo test test-unit services-start services-stop services-status bench clean
+.PHONY: setup setup-emr demo test test-unit test-emr-runtime services-start services-stop services-status bench clean
 
 setup: $(STAMP) $(PTH)
 
@@ -23,6 +24,24 @@ $(STAMP): requirements.txt requirements-dev.txt
 $(PTH): $(STAMP)
 	printf '%s\n%s\n' "$(CURDIR)/include" "$(CURDIR)/spark_jobs" > $@
 
+# The EMR runtime: the Spark that emr.release_label ships and the exact pins the
+# cluster's bootstrap installs (include/emr/requirements-emr.txt), nothing else.
+EMR_VENV := .venv-emr
+EMR_PY := $(EMR_VENV)/bin/python
+EMR_STAMP := $(EMR_VENV)/.installed
+EMR_REQUIREMENTS := include/emr/requirements-emr.txt
+export MSD_EMR_PYTHON := $(CURDIR)/$(EMR_PY)
+
+setup-emr: $(EMR_STAMP)
+
+$(EMR_STAMP): $(EMR_REQUIREMENTS) include/pipeline.toml include/msd_pipeline/targets/emr/releases.py | setup
+	rm -rf $(EMR_VENV)
+	$(PYTHON) -m venv $(EMR_VENV)
+	$(EMR_PY) -m pip install --quiet --upgrade pip
+	$(EMR_PY) -m pip install --quiet -r $(EMR_REQUIREMENTS) "$$($(PY) -m msd_pipeline.targets.emr.releases)"
+	$(EMR_PY) -m pip check
+	touch $@
+
 services-start: setup
 	$(PY) -m msd_devtools.services start mongo
 
@@ -35,12 +54,16 @@ services-status:
 demo: setup services-start
 	$(PY) -m msd_devtools.demo
 
-test: setup
+test: setup setup-emr
 	$(PY) -m pytest
 
 # The unit tier alone: pure logic, no server, no Spark (under a minute).
 test-unit: setup
 	$(PY) -m pytest tests/unit
+
+# The EMR runtime tier alone: both jobs through that Spark's spark-submit (a few minutes).
+test-emr-runtime: setup setup-emr
+	$(PY) -m pytest tests/emr_runtime
 
 bench: setup services-start
 	$(PY) benchmarks/bench_ingest.py

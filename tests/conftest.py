@@ -11,7 +11,7 @@ import pytest
 from msd_devtools import services
 from project_paths import PROJECT_ROOT, REAL_TRACKS
 
-TIERS = ("unit", "dags", "integration", "e2e")
+TIERS = ("unit", "dags", "integration", "e2e", "emr_runtime")
 
 # py4j logs at INFO from __del__ after pytest has closed its streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)

@@ -1,0 +1,48 @@
+"""The Spark version each EMR 7 release ships (AWS's "Spark release history"; EMR's
+builds are ``<version>-amzn-N`` of Apache Spark ``<version>``), so that the EMR runtime
+test tier runs the jobs on the release's Spark: ``make test-emr-runtime`` installs
+
+    python -m msd_pipeline.targets.emr.releases   # → pyspark==3.5.2 for emr-7.5.0
+
+for the configured ``emr.release_label`` next to include/emr/requirements-emr.txt.
+A release missing here fails that command: add it from the release history page.
+"""
+import sys
+
+from msdlib.config import load_config
+
+SPARK_BY_RELEASE = {
+    "emr-7.5.0": "3.5.2",
+    "emr-7.8.0": "3.5.4",
+    "emr-7.9.0": "3.5.5",
+    "emr-7.10.0": "3.5.5",
+    "emr-7.11.0": "3.5.6",
+    "emr-7.12.0": "3.5.6",
+    "emr-7.13.0": "3.5.6",
+}
+
+
+class UnknownReleaseError(KeyError):
+    """No Spark version is recorded for the release label."""
+
+
+def spark_version(release_label: str) -> str:
+    try:
+        return SPARK_BY_RELEASE[release_label]
+    except KeyError:
+        raise UnknownReleaseError(
+            f"no Spark version recorded for {release_label!r}: add it to "
+            f"msd_pipeline.targets.emr.releases.SPARK_BY_RELEASE") from None
+
+
+def main() -> int:
+    try:
+        print(f"pyspark=={spark_version(load_config().emr.release_label)}")
+    except UnknownReleaseError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
