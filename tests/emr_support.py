@@ -55,6 +55,21 @@ def client(service: str, endpoint_url: str):
                         aws_access_key_id=FAKE_ACCESS_KEY, aws_secret_access_key=FAKE_SECRET_KEY)
 
 
+def mongo_user_uri(mongo_uri: str, user: str, password: str) -> str:
+    """``mongodb://user:password@host`` of the server at ``mongo_uri``, the user created
+    (root, in ``admin``) if missing: the test server reached like a real deployment."""
+    import pymongo
+
+    admin = pymongo.MongoClient(mongo_uri)
+    try:
+        if not admin.admin.command("usersInfo", user)["users"]:
+            admin.admin.command("createUser", user, pwd=password, roles=["root"])
+    finally:
+        admin.close()
+    host = mongo_uri.split("://", 1)[1].strip("/")
+    return "mongodb://{}:{}@{}".format(user, password, host)
+
+
 # -- song archives over HTTP -------------------------------------------------------------
 
 def make_song_archive(songs_dir: Path, top: str = "MillionSongSubset/data") -> bytes:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from emr_support import aws_env, client, moto_server
+from emr_support import aws_env, client, mongo_user_uri, moto_server
 from msd_devtools.generator import generate_songs
 from msd_pipeline.targets.emr import code_shipping, mongo_secret, releases, steps
 from msd_pipeline.targets.emr.cluster import build_job_flow_request
@@ -96,12 +96,7 @@ def songs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mongo_with_password(mongo_uri):
-    admin = pymongo.MongoClient(mongo_uri)
-    if not admin.admin.command("usersInfo", MONGO_USER)["users"]:
-        admin.admin.command("createUser", MONGO_USER, pwd=MONGO_PASSWORD, roles=["root"])
-    admin.close()
-    host = mongo_uri.split("://", 1)[1].strip("/")
-    return "mongodb://{}:{}@{}/?authSource=admin".format(MONGO_USER, MONGO_PASSWORD, host)
+    return mongo_user_uri(mongo_uri, MONGO_USER, MONGO_PASSWORD) + "/?authSource=admin"
 
 
 @pytest.fixture(scope="module")

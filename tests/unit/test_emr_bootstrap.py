@@ -7,7 +7,6 @@ keeps what ``tee`` would write, and only records the rest (dnf, sed, systemctl).
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
