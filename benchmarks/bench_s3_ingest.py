@@ -160,9 +160,10 @@ def main() -> int:
                                                            "msd-bench-songs"))
     args = parser.parse_args()
     folder = ensure_songs(Path(args.data_dir), args.songs)
-    # The executors' boto3 finds these (no real AWS is ever reached).
+    # The executors' boto3 finds these (no real AWS is ever reached); Spark binds its
+    # driver and UI to 127.0.0.1.
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_DEFAULT_REGION="us-east-1")
+                      AWS_DEFAULT_REGION="us-east-1", SPARK_LOCAL_IP="127.0.0.1")
     best = {}  # type: Dict[str, float]
     with tempfile.TemporaryDirectory(prefix="bench-s3-ingest-") as state, \
             s3_with_latency(args.latency_ms) as s3:

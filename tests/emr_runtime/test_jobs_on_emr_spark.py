@@ -182,7 +182,7 @@ class Node:
         env.update(aws_env(self.moto_url))
         env.update(exports)
         env.update(SPARK_HOME=self.spark_home, PYSPARK_PYTHON=self.emr_python,
-                   PYSPARK_DRIVER_PYTHON=self.emr_python)
+                   PYSPARK_DRIVER_PYTHON=self.emr_python, SPARK_LOCAL_IP="127.0.0.1")
         return env
 
     def _classification(self, name):
