@@ -9,7 +9,7 @@ regressors (msdlib.core.models), scores the chosen ones and the baselines on the
 (msdlib.core.evaluation), writes the run's artifacts (msdlib.io.report) and fills in
 ``predicted`` for the unknown-year songs (msdlib.io.imputation). The Mongo URI comes from
 $MSD_MONGO_URI. Exit codes: 0 success, 1 too few usable songs or artists, 2 bad usage
-or configuration. The JSON summary is the last stdout line.
+or configuration, 3 a crash (msdlib.cli). The JSON summary is the last stdout line.
 
 Python 3.9 syntax: this file ships to EMR.
 """
@@ -167,7 +167,8 @@ def read_songs(spark: Any, config: PipelineConfig, mongo_uri: str) -> Tuple[Any,
     partitions = training.read_partitions or 2 * spark.sparkContext.defaultParallelism
     songs = load_songs(spark, mongo_uri, config.mongo.database,
                        config.mongo.songs_collection, config.ingest.partition_buckets,
-                       partitions, training.song_features).persist()
+                       partitions, training.song_features,
+                       config.ingest.year_range).persist()
     counts = summarize_songs(songs)
     unpartitioned = count_unpartitioned(mongo_uri, config.mongo.database,
                                         config.mongo.songs_collection)

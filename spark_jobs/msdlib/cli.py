@@ -5,8 +5,11 @@ overrides, ``--run-id`` and ``--summary-path`` (local path or s3:// URI), prints
 JSON summary as the last stdout line and exits with:
 
 * 0 success,
-* 1 the job ran but failed its checks,
-* 2 bad usage or configuration.
+* 1 the job ran but failed its checks (too many bad files, too few labelled songs),
+* 2 bad usage or configuration,
+* 3 the job crashed: an unexpected error or an infrastructure failure (the database
+  unreachable after the retries, the S3 listing failing); the traceback is on stderr
+  and no summary is printed.
 
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
@@ -15,6 +18,7 @@ import datetime
 import json
 import os
 import sys
+import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from msdlib.config import ConfigError, PipelineConfig, load_config
@@ -23,6 +27,7 @@ from msdlib.io.sources import s3_client, split_s3_uri
 EXIT_OK = 0
 EXIT_FAILED_CHECKS = 1
 EXIT_USAGE = 2
+EXIT_CRASH = 3
 
 
 class UsageError(ValueError):
@@ -108,16 +113,19 @@ def write_text(path: str, text: str) -> None:
 
 def run_main(main: Callable[[List[str]], int], argv: Optional[List[str]] = None) -> int:
     """Run ``main(argv)``; usage and configuration errors (UsageError, ConfigError and
-    its subclasses) become exit code 2 with a one-line message on stderr.
-
-    Anything else (e.g. the database being down) propagates with its traceback: the job
-    did not run, and the caller sees a non-zero exit.
+    its subclasses) become exit code 2 with a one-line message on stderr; any other
+    exception (e.g. the database down) exit code 3 with its traceback on stderr.
     """
     try:
         return main(sys.argv[1:] if argv is None else argv)
     except (UsageError, ConfigError) as exc:
         print("error: {}".format(exc), file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except Exception:  # noqa: BLE001 - the job's last line of defence
+        traceback.print_exc(file=sys.stderr)
+        print("error: the job crashed (exit {})".format(EXIT_CRASH), file=sys.stderr,
+              flush=True)
+        return EXIT_CRASH
 
 
 def create_spark_session(config: PipelineConfig, app_name: str) -> Any:

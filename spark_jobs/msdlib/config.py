@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from msdlib import env_vars
 
@@ -31,6 +31,11 @@ class MongoSettings:
     errors_collection: str = "ingest_errors"
     runs_collection: str = "pipeline_runs"
     airflow_conn_id: str = "mongo_default"
+    # Idempotent batch writes are retried on connection errors (server restarting,
+    # network blip): at most this many attempts, waiting retry_backoff_seconds,
+    # then twice as long, ... between them.
+    write_attempts: int = 5
+    retry_backoff_seconds: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,14 @@ class IngestSettings:
     # Files each partition reads ahead (in flight at once) to hide S3's per-request
     # latency; also bounds the file bytes a partition holds. 1: one file at a time.
     read_ahead: int = 8
+    # Plausible release years (inclusive); a year outside them is stored as unknown
+    # (features.year null, features.year_status "out_of_range") and never a label.
+    year_min: int = 1900
+    year_max: int = 2030
+
+    @property
+    def year_range(self) -> Tuple[int, int]:
+        return self.year_min, self.year_max
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,27 @@
 The driver lists the file paths (nothing else), Spark spreads them over partitions,
 and every partition opens its own MongoClient, reads and parses its files and writes
 them in unordered bulk writes of ``ingest.batch_size`` documents (new songs inserted,
-existing ones replaced: the effect of an upsert, at insert speed). A file that cannot
-become a song gets one record in ``ingest_errors`` (``_id`` = path) instead; a file
-that later succeeds has its record removed. Each partition returns three counts and a
-reasons histogram, reduced on the driver: no song data ever reaches the driver.
+existing ones replaced: the effect of an upsert, at insert speed).
 
-Re-runs are idempotent: ``_id`` is the track id and each write replaces the whole
-document. Only expected per-file failures are quarantined (SongFileError, OSError,
-botocore errors, a document the server rejects); anything else, a database outage
-above all, fails the job.
+Every path ends as exactly one of:
+
+* a song: its document is written (``_id`` = track id);
+* a duplicate: another path of this run holds the same track id. The song is stored
+  once and ``source.paths`` lists every path it came from (``source.path`` is the one
+  whose content is stored); the summary counts the extra paths in ``files_duplicate``;
+* an error: one record in ``ingest_errors`` (``_id`` = path) with a ``reason`` class
+  and the exception text. A file that later succeeds has its record removed.
+
+One failure boundary per file: whatever reading, validating or converting one file
+raises (SongFileError from the structural checks, OSError, botocore errors, anything
+h5py or numpy raise) becomes that file's error record; unforeseen exceptions get the
+reason ``unexpected_error``. Only infrastructure failures (the database, the S3
+listing) fail the job, after ``mongo.write_attempts`` tries of each idempotent batch
+write. So ``files_seen == files_ingested + files_duplicate + files_failed``.
+
+Partitions return one small ``FileOutcome`` per path; the driver gets only counts
+(Spark aggregations), never song data. Re-runs are idempotent: each write replaces
+the whole document and ``source.paths`` is set, not appended to.
 
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
@@ -20,24 +32,27 @@ import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
-from pymongo import DeleteMany, InsertOne, ReplaceOne
+from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from msdlib.config import ConfigError, IngestSettings, PipelineConfig
+from msdlib.config import ConfigError, IngestSettings, MongoSettings, PipelineConfig
 from msdlib.core.documents import build_document
+from msdlib.core.features import YEAR_OUT_OF_RANGE
 from msdlib.core.song_errors import SongFileError
 from msdlib.io.hdf5_reader import read_song
-from msdlib.io.mongo import connect, ensure_indexes
+from msdlib.io.mongo import batched, connect, ensure_indexes, retry_idempotent
 from msdlib.io.sources import FileReader, SourceReader, list_sources, read_ahead
 
 ARRAY_ENCODINGS = ("list", "float32")
 MAX_ERROR_MESSAGE_CHARS = 500
 # Reasons recorded by the job itself; read_song/build_document add SongFileError.reason.
 REASON_UNREADABLE = "unreadable"
+REASON_NOT_A_FILE = "not_a_file"
 REASON_S3 = "s3_error"
 REASON_WRITE_REJECTED = "write_rejected"
+REASON_UNEXPECTED = "unexpected_error"
 DUPLICATE_KEY = 11000
 
 
@@ -52,9 +67,18 @@ def _botocore_errors() -> Tuple[type, ...]:
 BOTOCORE_ERRORS = _botocore_errors()
 
 
+class FileOutcome(NamedTuple):
+    """What became of one path: a song (``track_id`` set) or an error (``reason`` set)."""
+    path: str
+    track_id: Optional[str] = None
+    reason: Optional[str] = None
+    year_status: Optional[str] = None
+
+
 @dataclass
 class IngestCounts:
-    """Per-partition tallies; ``merged`` reduces them on the driver."""
+    """Per-path tallies (``ingested`` counts written paths, duplicates included);
+    ``merged`` reduces them on the driver."""
     seen: int = 0
     ingested: int = 0
     failed: int = 0
@@ -70,6 +94,17 @@ class IngestCounts:
             reasons[reason] = reasons.get(reason, 0) + count
         return IngestCounts(self.seen + other.seen, self.ingested + other.ingested,
                             self.failed + other.failed, reasons)
+
+    @classmethod
+    def of(cls, outcomes: Iterable[FileOutcome]) -> "IngestCounts":
+        counts = cls()
+        for outcome in outcomes:
+            counts.seen += 1
+            if outcome.reason is None:
+                counts.ingested += 1
+            else:
+                counts.add_failure(outcome.reason)
+        return counts
 
 
 @dataclass(frozen=True)
@@ -90,8 +125,15 @@ class PartitionTask:
     encoding: str
     partition_buckets: int
     batch_size: int
+    year_range: Tuple[int, int]
+    write_attempts: int
+    retry_backoff_seconds: float
     s3_endpoint_url: Optional[str] = None
     read_ahead: int = 1
+
+    def retrying(self, write: Any) -> Any:
+        """``write()`` with the bounded retries of idempotent writes."""
+        return retry_idempotent(write, self.write_attempts, self.retry_backoff_seconds)
 
 
 def validate_settings(settings: IngestSettings) -> None:
@@ -112,8 +154,17 @@ def validate_settings(settings: IngestSettings) -> None:
         problems.append("ingest.max_files must be 0 (all) or more")
     if settings.read_ahead < 1:
         problems.append("ingest.read_ahead must be at least 1")
+    if settings.year_min > settings.year_max:
+        problems.append("ingest.year_min must not exceed ingest.year_max")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def validate_mongo_settings(settings: MongoSettings) -> None:
+    """Reject retry settings the job cannot run with (ConfigError → exit code 2)."""
+    if settings.write_attempts < 1 or settings.retry_backoff_seconds < 0:
+        raise ConfigError("mongo.write_attempts must be at least 1 and "
+                          "mongo.retry_backoff_seconds not negative")
 
 
 def make_task(config: PipelineConfig, mongo_uri: str, run_id: str,
@@ -125,8 +176,10 @@ def make_task(config: PipelineConfig, mongo_uri: str, run_id: str,
         errors_collection=config.mongo.errors_collection,
         run_id=run_id, ingested_at=ingested_at, encoding=config.ingest.array_encoding,
         partition_buckets=config.ingest.partition_buckets,
-        batch_size=config.ingest.batch_size, s3_endpoint_url=s3_endpoint_url,
-        read_ahead=config.ingest.read_ahead)
+        batch_size=config.ingest.batch_size, year_range=config.ingest.year_range,
+        write_attempts=config.mongo.write_attempts,
+        retry_backoff_seconds=config.mongo.retry_backoff_seconds,
+        s3_endpoint_url=s3_endpoint_url, read_ahead=config.ingest.read_ahead)
 
 
 def utc_now() -> datetime.datetime:
@@ -147,21 +200,33 @@ def song_document(path: str, data: bytes, task: PartitionTask) -> Dict[str, Any]
     return build_document(
         read_song(data), path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
         run_id=task.run_id, ingested_at=task.ingested_at, encoding=task.encoding,
-        partition_buckets=task.partition_buckets)
+        partition_buckets=task.partition_buckets, year_range=task.year_range)
 
 
 def convert_file(path: str, reader: FileReader,
                  task: PartitionTask) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
-    """``(document, None)`` for a good file, ``(None, error record)`` for a bad one."""
+    """``(document, None)`` for a good file, ``(None, error record)`` for a bad one:
+    the failure boundary of one file."""
     try:
         return song_document(path, reader.read(path), task), None
-    except SongFileError as exc:
-        reason, message = exc.reason, str(exc)
-    except OSError as exc:
-        reason, message = REASON_UNREADABLE, "{}: {}".format(type(exc).__name__, exc)
-    except BOTOCORE_ERRORS as exc:
-        reason, message = REASON_S3, "{}: {}".format(type(exc).__name__, exc)
+    except Exception as exc:  # noqa: BLE001 - anything one file causes stays with it
+        reason = failure_reason(exc)
+        message = str(exc) if isinstance(exc, SongFileError) else "{}: {}".format(
+            type(exc).__name__, exc)
     return None, error_record(path, reason, message, task.run_id, utc_now())
+
+
+def failure_reason(exc: Exception) -> str:
+    """The reason class of an exception raised while reading or converting one file."""
+    if isinstance(exc, SongFileError):
+        return exc.reason
+    if isinstance(exc, IsADirectoryError):
+        return REASON_NOT_A_FILE
+    if isinstance(exc, OSError):
+        return REASON_UNREADABLE
+    if BOTOCORE_ERRORS and isinstance(exc, BOTOCORE_ERRORS):
+        return REASON_S3
+    return REASON_UNEXPECTED
 
 
 def write_batch(db: Any, task: PartitionTask, documents: List[Dict[str, Any]],
@@ -230,9 +295,9 @@ def _bulk_failures(collection: Any, operations: List[Any]) -> Dict[int, Dict[str
         return {item["index"]: item for item in details["writeErrors"]}
 
 
-def ingest_paths(paths: Iterable[str], task: PartitionTask) -> IngestCounts:
+def ingest_paths(paths: Iterable[str], task: PartitionTask) -> List[FileOutcome]:
     """Ingest every path with one MongoClient; the body of one Spark partition."""
-    counts = IngestCounts()
+    outcomes = []  # type: List[FileOutcome]
     reader = SourceReader(task.s3_endpoint_url, max_connections=task.read_ahead)
     client = connect(task.mongo_uri)
     try:
@@ -240,32 +305,54 @@ def ingest_paths(paths: Iterable[str], task: PartitionTask) -> IngestCounts:
         documents = []  # type: List[Dict[str, Any]]
         errors = []  # type: List[Dict[str, Any]]
         for path, song_file in read_ahead(reader, paths, task.read_ahead):
-            counts.seen += 1
             document, error = convert_file(path, song_file, task)
             if document is not None:
                 documents.append(document)
             else:
                 errors.append(error)
             if len(documents) + len(errors) >= task.batch_size:
-                _flush(db, task, documents, errors, counts)
+                outcomes.extend(_flush(db, task, documents, errors))
                 documents, errors = [], []
-        _flush(db, task, documents, errors, counts)
+        outcomes.extend(_flush(db, task, documents, errors))
     finally:
         client.close()
-    return counts
+    return outcomes
 
 
 def _flush(db: Any, task: PartitionTask, documents: List[Dict[str, Any]],
-           errors: List[Dict[str, Any]], counts: IngestCounts) -> None:
-    rejected = write_batch(db, task, documents, errors)
-    counts.ingested += len(documents) - len(rejected)
-    for record in errors + rejected:
-        counts.add_failure(record["reason"])
+           errors: List[Dict[str, Any]]) -> List[FileOutcome]:
+    rejected = task.retrying(lambda: write_batch(db, task, documents, errors))
+    rejected_paths = {record["_id"] for record in rejected}
+    return [FileOutcome(path=record["_id"], reason=record["reason"])
+            for record in errors + rejected] + [
+        FileOutcome(path=doc["source"]["path"], track_id=doc["_id"],
+                    year_status=doc["features"]["year_status"])
+        for doc in documents if doc["source"]["path"] not in rejected_paths]
 
 
-def ingest_partition(paths: Iterator[str], task: PartitionTask) -> Iterator[IngestCounts]:
-    """``mapPartitions`` adapter: one IngestCounts per partition."""
-    yield ingest_paths(paths, task)
+def ingest_partition(paths: Iterator[str], task: PartitionTask) -> List[FileOutcome]:
+    """``mapPartitions`` function: one FileOutcome per path."""
+    return ingest_paths(paths, task)
+
+
+def record_duplicates(groups: Iterable[Tuple[str, List[str]]],
+                      task: PartitionTask) -> Iterator[int]:
+    """Set ``source.paths`` of songs found under several paths (``(track_id, paths)``
+    groups); yields the number of extra paths of each group."""
+    client = None
+    try:
+        for batch in batched(groups, task.batch_size):
+            client = client or connect(task.mongo_uri)
+            songs = client[task.database][task.songs_collection]
+            operations = [UpdateOne({"_id": track_id},
+                                    {"$set": {"source.paths": sorted(paths)}})
+                          for track_id, paths in batch]
+            task.retrying(lambda: songs.bulk_write(operations, ordered=False))
+            for _, paths in batch:
+                yield len(paths) - 1
+    finally:
+        if client is not None:
+            client.close()
 
 
 def partition_count(configured: int, default_parallelism: int, files: int) -> int:
@@ -287,31 +374,64 @@ def list_ingest_paths(config: PipelineConfig,
 def run_ingest(spark_context: Any, config: PipelineConfig, run_id: str, mongo_uri: str,
                paths: List[str], s3_endpoint_url: Optional[str] = None) -> Dict[str, Any]:
     """Ingest ``paths`` into MongoDB with Spark; returns the job summary."""
+    from pyspark import StorageLevel
+
     validate_settings(config.ingest)
+    validate_mongo_settings(config.mongo)
     started = time.monotonic()
+    task = make_task(config, mongo_uri, run_id, utc_now(), s3_endpoint_url)
     client = connect(mongo_uri)
     try:
         db = client[config.mongo.database]
-        ensure_indexes(db, config)
-        task = make_task(config, mongo_uri, run_id, utc_now(), s3_endpoint_url)
+        task.retrying(lambda: ensure_indexes(db, config))
         partitions = partition_count(config.ingest.partitions,
                                      spark_context.defaultParallelism, len(paths))
-        counts = (spark_context.parallelize(paths, partitions)
-                  .mapPartitions(functools.partial(ingest_partition, task=task))
-                  .reduce(lambda left, right: left.merged(right)))
-        songs_total = db[config.mongo.songs_collection].estimated_document_count()
+        outcomes = (spark_context.parallelize(paths, partitions)
+                    .mapPartitions(functools.partial(ingest_partition, task=task))
+                    .persist(StorageLevel.MEMORY_AND_DISK))
+        try:
+            counts, songs = tally_outcomes(outcomes, task)
+        finally:
+            outcomes.unpersist()
+        songs_total = task.retrying(
+            lambda: db[config.mongo.songs_collection].estimated_document_count())
     finally:
         client.close()
-    summary = build_summary(counts, time.monotonic() - started, config, run_id)
+    summary = build_summary(counts, songs, time.monotonic() - started, config, run_id)
     summary.update(partitions=partitions, songs_in_collection=songs_total,
                    spark_master=spark_context.master)
     return summary
 
 
-def build_summary(counts: IngestCounts, seconds: float, config: PipelineConfig,
-                  run_id: str) -> Dict[str, Any]:
-    """The JSON summary; ``ok`` is False when the failed share exceeds the threshold."""
+def tally_outcomes(outcomes: Any, task: PartitionTask) -> Tuple[IngestCounts, Dict[str, int]]:
+    """Per-path counts, and per-song counts (``songs``, ``duplicates`` and one count per
+    ``features.year_status``), with Spark aggregations; records the duplicates' paths."""
+    counts = outcomes.mapPartitions(lambda part: [IngestCounts.of(part)]) \
+        .reduce(lambda left, right: left.merged(right))
+    by_track = outcomes.filter(lambda outcome: outcome.track_id is not None) \
+        .map(lambda outcome: (outcome.track_id, ([outcome.path], outcome.year_status))) \
+        .reduceByKey(lambda left, right: (left[0] + right[0], left[1]))
+    years = by_track.map(lambda item: item[1][1]).countByValue()
+    duplicates = by_track.filter(lambda item: len(item[1][0]) > 1) \
+        .map(lambda item: (item[0], item[1][0])) \
+        .mapPartitions(functools.partial(record_duplicates, task=task)).sum()
+    songs = {"songs": sum(years.values()), "duplicates": int(duplicates)}
+    songs.update(("year_" + status, int(count)) for status, count in years.items())
+    return counts, songs
+
+
+def build_summary(counts: IngestCounts, songs: Dict[str, int], seconds: float,
+                  config: PipelineConfig, run_id: str) -> Dict[str, Any]:
+    """The JSON summary; ``ok`` is False when the failed share exceeds the threshold.
+
+    ``files_seen == files_ingested + files_duplicate + files_failed``: each path is one
+    song, one more path of a song, or one error. ``songs_by_year_status`` splits the
+    songs by ``features.year_status`` (years outside ``ingest.year_min..year_max`` are
+    ``out_of_range``: stored as unknown, never labels).
+    """
     fraction = failed_fraction(counts)
+    by_status = {key[len("year_"):]: count for key, count in songs.items()
+                 if key.startswith("year_")}
     return {
         "job": "ingest_songs",
         "run_id": run_id,
@@ -320,11 +440,15 @@ def build_summary(counts: IngestCounts, seconds: float, config: PipelineConfig,
         "database": config.mongo.database,
         "encoding": config.ingest.array_encoding,
         "files_seen": counts.seen,
-        "files_ingested": counts.ingested,
+        "files_ingested": songs["songs"],
+        "files_duplicate": songs["duplicates"],
         "files_failed": counts.failed,
         "failed_fraction": round(fraction, 6),
         "max_failed_fraction": config.ingest.max_failed_fraction,
         "failure_reasons": dict(sorted(counts.reasons.items())),
+        "songs_by_year_status": dict(sorted(by_status.items())),
+        "years_out_of_range": by_status.get(YEAR_OUT_OF_RANGE, 0),
+        "year_range": list(config.ingest.year_range),
         "seconds": round(seconds, 3),
-        "songs_per_second": round(counts.ingested / seconds, 2) if seconds > 0 else None,
+        "songs_per_second": round(songs["songs"] / seconds, 2) if seconds > 0 else None,
     }

@@ -1,4 +1,5 @@
 """msdlib.core.documents: the song document, both array encodings, BSON/JSON friendliness."""
+import copy
 import datetime
 import json
 from pathlib import Path
@@ -54,8 +55,9 @@ def test_document_keeps_the_tutorial_layout_and_adds_features(songs, encoding):
     assert features["artist_id"] == song["metadata"]["songs"]["artist_id"]
     assert 0 <= features["partition"] < 16
     assert document["source"] == {
-        "path": path, "sha256": "ab" * 32, "size": 1234, "run_id": "run-1",
-        "ingested_at": INGESTED_AT.replace(tzinfo=None), "encoding": encoding}
+        "path": path, "paths": [path], "sha256": "ab" * 32, "size": 1234,
+        "run_id": "run-1", "ingested_at": INGESTED_AT.replace(tzinfo=None),
+        "encoding": encoding}
 
 
 def test_year_and_decade_labels(songs):
@@ -65,8 +67,30 @@ def test_year_and_decade_labels(songs):
     for label, year in zip(labels, years):
         if year == 0:
             assert label["year"] is None and label["decade"] is None
+            assert label["year_status"] == "missing"
         else:
             assert label["year"] == year and label["decade"] == year // 10 * 10
+            assert label["year_status"] == "known"
+
+
+@pytest.mark.parametrize("raw_year, status", [(-5, "out_of_range"), (3000, "out_of_range"),
+                                              (1899, "out_of_range"), (2031, "out_of_range")])
+def test_implausible_year_is_unknown_and_kept_raw(songs, raw_year, status):
+    song = copy.deepcopy(songs[0][1])
+    song["musicbrainz"]["songs"]["year"] = raw_year
+    document = build(song)
+    assert document["features"]["year"] is None and document["features"]["decade"] is None
+    assert document["features"]["year_status"] == status
+    assert document["musicbrainz"]["songs"]["year"] == raw_year
+
+
+def test_year_range_is_configurable(songs):
+    song = copy.deepcopy(songs[0][1])
+    song["musicbrainz"]["songs"]["year"] = 1890
+    document = build_document(song, path="p", sha256="", size=0, run_id="r",
+                              ingested_at=INGESTED_AT, year_range=(1850, 2030))
+    assert (document["features"]["year"], document["features"]["year_status"]) == (
+        1890, "known")
 
 
 @pytest.mark.parametrize("encoding", ["list", "float32"])

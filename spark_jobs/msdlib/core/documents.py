@@ -14,12 +14,13 @@ Arrays are encoded one of two ways, and ``decode_array`` reads both:
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
 import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 from bson.binary import Binary
 
-from msdlib.core.features import decade_of, partition_of, timbre_features
+from msdlib.core.features import (DEFAULT_YEAR_RANGE, classify_year, decade_of,
+                                  partition_of, timbre_features)
 
 ENCODINGS = ("list", "float32")
 BINARY_DTYPE = "<f4"
@@ -27,26 +28,34 @@ BINARY_DTYPE = "<f4"
 
 def build_document(song: Dict[str, Dict[str, Any]], *, path: str, sha256: str, size: int,
                    run_id: str, ingested_at: datetime.datetime, encoding: str = "list",
-                   partition_buckets: int = 64) -> Dict[str, Any]:
-    """Build the ``songs`` document of one song; raises SongFileError for bad timbre."""
+                   partition_buckets: int = 64,
+                   year_range: Tuple[int, int] = DEFAULT_YEAR_RANGE) -> Dict[str, Any]:
+    """Build the ``songs`` document of one song; raises SongFileError for bad timbre.
+
+    ``features.year`` is the year only when plausible (``classify_year``): a year of 0,
+    -5 or 3000 is unknown there, with ``features.year_status`` saying why, while
+    ``musicbrainz.songs.year`` keeps the value the file holds.
+    """
     if encoding not in ENCODINGS:
         raise ValueError("unknown array encoding {!r}; expected one of {}".format(
             encoding, ", ".join(ENCODINGS)))
     track_id = song["analysis"]["songs"]["track_id"]
     timbre = timbre_features(song["analysis"]["segments_timbre"])
-    year = song["musicbrainz"]["songs"].get("year") or None
+    year, year_status = classify_year(song["musicbrainz"]["songs"].get("year"), year_range)
     document = {"_id": track_id}  # type: Dict[str, Any]
     for group_name, group in song.items():
         document[group_name] = _encode_group(group, encoding)
     document["features"] = {
         "timbre": timbre.tolist(),
         "year": year,
+        "year_status": year_status,
         "decade": decade_of(year),
         "artist_id": song["metadata"]["songs"].get("artist_id"),
         "partition": partition_of(track_id, partition_buckets),
     }
     document["source"] = {
         "path": path,
+        "paths": [path],
         "sha256": sha256,
         "size": size,
         "ingested_at": ingested_at,

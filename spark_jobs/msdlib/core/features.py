@@ -16,7 +16,7 @@ matrices is positive semi-definite; rebuilt diagonal by diagonal, all of them ar
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
 import zlib
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -24,6 +24,12 @@ from msdlib.core.song_errors import SongFileError
 
 TIMBRE_DIMS = 12
 MIN_SEGMENTS = 2  # a sample covariance (ddof=1) needs two segments
+DEFAULT_YEAR_RANGE = (1900, 2030)  # ingest.year_min / year_max
+# features.year_status values: only "known" years are labels.
+YEAR_KNOWN = "known"
+YEAR_MISSING = "missing"  # MSD stores 0 for an unknown year
+YEAR_OUT_OF_RANGE = "out_of_range"
+YEAR_INVALID = "invalid"  # not an integer
 
 
 def _covariance_order() -> List[tuple]:
@@ -56,6 +62,22 @@ def timbre_features(segments_timbre: np.ndarray) -> np.ndarray:
         raise SongFileError("nonfinite_timbre", "segments_timbre holds NaN or inf")
     covariance = np.cov(timbre, rowvar=False)
     return np.concatenate([timbre.mean(axis=0), covariance[_COV_ROWS, _COV_COLS]])
+
+
+def classify_year(value: Any, year_range: Tuple[int, int] = DEFAULT_YEAR_RANGE
+                  ) -> Tuple[Optional[int], str]:
+    """``(year, status)``: the year when it is a plausible integer in ``year_range``
+    (inclusive), else ``(None, why)``; integral floats (1994.0) count as integers."""
+    if value is None or (value == 0 and not isinstance(value, (bool, str))):
+        return None, YEAR_MISSING
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None, YEAR_INVALID
+    low, high = year_range
+    if not low <= value <= high:
+        return None, YEAR_OUT_OF_RANGE
+    return value, YEAR_KNOWN
 
 
 def decade_of(year: Optional[int]) -> Optional[int]:

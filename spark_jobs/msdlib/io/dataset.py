@@ -5,7 +5,10 @@ partition opens its own MongoClient and runs ONE query on its buckets with a
 projection of the features, labels and artist id, so no raw segment array and no song
 travels through the driver. Songs whose features are missing, of the wrong width or
 non-finite stay in the DataFrame with a ``skip_reason`` so they are counted with one
-small aggregation, then left out of training and imputation.
+small aggregation, then left out of training and imputation. Labels are validated
+here too: a ``features.year`` that is not an integer in ``ingest.year_min..year_max``
+(-5, 3000, 1994.5, "1994", written by an older ingest or by hand) is never a label:
+the song is skipped as ``invalid_year``; the decade is always derived from the year.
 
 Feature columns, in order: the 90 timbre features of ``msdlib.core.features.FEATURE_NAMES``
 (UCI YearPredictionMSD layout), then ``song_<name>`` for each ``analysis.songs`` field
@@ -16,7 +19,8 @@ Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 import math
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from msdlib.core.features import FEATURE_NAMES, decade_of
+from msdlib.core.features import (DEFAULT_YEAR_RANGE, FEATURE_NAMES, YEAR_INVALID,
+                                  YEAR_OUT_OF_RANGE, classify_year, decade_of)
 from msdlib.io.mongo import connect
 
 SONG_FEATURE_PREFIX = "song_"
@@ -25,6 +29,7 @@ SKIP_MISSING = "missing_features"
 SKIP_WIDTH = "wrong_width"
 SKIP_NON_FINITE = "non_finite"
 SKIP_NO_ARTIST = "missing_artist_id"
+SKIP_INVALID_YEAR = "invalid_year"
 
 
 def feature_columns(song_features: Sequence[str]) -> List[str]:
@@ -40,19 +45,20 @@ def read_projection(song_features: Sequence[str]) -> Dict[str, int]:
     return projection
 
 
-def song_row(document: Mapping[str, Any], song_features: Sequence[str]) -> Tuple[Any, ...]:
+def song_row(document: Mapping[str, Any], song_features: Sequence[str],
+             year_range: Tuple[int, int] = DEFAULT_YEAR_RANGE) -> Tuple[Any, ...]:
     """One DataFrame row: ids, labels, skip reason (or None), then the feature values.
 
-    A skipped song keeps its ids and labels and gets null features.
+    A skipped song keeps its ids and valid labels and gets null features.
     """
     features = document.get("features") or {}
-    year = features.get("year")
-    decade = features.get("decade")
-    if year is not None and decade is None:
-        decade = decade_of(year)
-    head = (str(document["_id"]), features.get("artist_id"),
-            None if year is None else int(year), None if decade is None else int(decade))
+    year, year_status = classify_year(features.get("year"), year_range)
+    artist_id = features.get("artist_id")
+    head = (str(document["_id"]), artist_id if isinstance(artist_id, str) else None,
+            year, decade_of(year))
     values, reason = _feature_values(document, features, song_features)
+    if reason is None and year_status in (YEAR_OUT_OF_RANGE, YEAR_INVALID):
+        reason = SKIP_INVALID_YEAR
     if reason is None and not head[1]:
         reason = SKIP_NO_ARTIST
     if reason is not None:
@@ -86,8 +92,8 @@ def bucket_groups(buckets: int, partitions: int) -> List[List[int]]:
 
 
 def read_partition(mongo_uri: str, database: str, collection: str,
-                   song_features: Sequence[str], batch_size: int = 1000
-                   ) -> Any:
+                   song_features: Sequence[str], batch_size: int = 1000,
+                   year_range: Tuple[int, int] = DEFAULT_YEAR_RANGE) -> Any:
     """The mapPartitions function: one client and one query per Spark partition."""
     projection = read_projection(song_features)
 
@@ -100,7 +106,7 @@ def read_partition(mongo_uri: str, database: str, collection: str,
             cursor = client[database][collection].find(
                 {"features.partition": {"$in": buckets}}, projection, batch_size=batch_size)
             for document in cursor:
-                yield song_row(document, song_features)
+                yield song_row(document, song_features, year_range)
         finally:
             client.close()
 
@@ -122,11 +128,13 @@ def songs_schema(song_features: Sequence[str]) -> Any:
 
 
 def load_songs(spark: Any, mongo_uri: str, database: str, collection: str,
-               buckets: int, partitions: int, song_features: Sequence[str]) -> Any:
+               buckets: int, partitions: int, song_features: Sequence[str],
+               year_range: Tuple[int, int] = DEFAULT_YEAR_RANGE) -> Any:
     """All songs that carry a partition key, as a DataFrame (lazy; cache it)."""
     groups = bucket_groups(buckets, partitions)
     rdd = spark.sparkContext.parallelize(groups, len(groups)).mapPartitions(
-        read_partition(mongo_uri, database, collection, song_features))
+        read_partition(mongo_uri, database, collection, song_features,
+                       year_range=year_range))
     return spark.createDataFrame(rdd, songs_schema(song_features))
 
 

@@ -18,15 +18,20 @@ Inside a group:
   ``artist_mbtags``) become lists of ``str``;
 * a nested group, should a file have one, becomes a nested dict.
 
-Anything that is not a readable MSD song raises :class:`SongFileError` whose
-``reason`` is a short machine-friendly code (see ``REASONS``).
+Before reading, ``check_structure`` validates what the pipeline relies on (the three
+groups and their ``songs`` tables, the fields in ``REQUIRED_FIELDS`` with their dtype
+kinds, ``analysis/segments_timbre`` as a float n x 12 array, no dataset larger than
+``MAX_DATASET_BYTES``), so a damaged file is rejected with a specific reason rather
+than a KeyError later. Anything that is not a readable MSD song raises
+:class:`SongFileError` whose ``reason`` is a short machine-friendly code (see
+``REASONS``).
 
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
 import io
 import math
 import os
-from typing import Any, BinaryIO, Dict, Union
+from typing import Any, BinaryIO, Dict, Tuple, Union
 
 import h5py
 import numpy as np
@@ -38,6 +43,16 @@ SongSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Binary
 MSD_GROUPS = ("metadata", "analysis", "musicbrainz")
 SONGS_TABLE = "songs"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+TIMBRE_PATH = "analysis/segments_timbre"
+TIMBRE_DIMS = 12
+# (group, field of its songs table) → accepted numpy dtype kinds.
+REQUIRED_FIELDS = {
+    ("analysis", "track_id"): "SU",
+    ("metadata", "artist_id"): "SU",
+    ("musicbrainz", "year"): "iu",
+}
+# A song's largest dataset is a few hundred kB; a header claiming more is damaged.
+MAX_DATASET_BYTES = 64 * 1024 * 1024
 
 def read_song(source: SongSource) -> Dict[str, Dict[str, Any]]:
     """Parse an MSD song file given as a path, its bytes, or a seekable binary file object."""
@@ -87,6 +102,15 @@ def _open_error(exc: OSError) -> SongFileError:
 
 
 def _read_groups(h5: h5py.File) -> Dict[str, Dict[str, Any]]:
+    check_structure(h5)
+    song = {name: _read_group(node) for name, node in h5.items() if isinstance(node, h5py.Group)}
+    if not song["analysis"]["songs"].get("track_id"):
+        raise SongFileError("missing_track_id", REASONS["missing_track_id"])
+    return song
+
+
+def check_structure(h5: h5py.Group) -> None:
+    """Raise SongFileError unless ``h5`` has the MSD structure the pipeline reads."""
     for name in MSD_GROUPS:
         node = h5.get(name)
         if not isinstance(node, h5py.Group):
@@ -94,12 +118,42 @@ def _read_groups(h5: h5py.File) -> Dict[str, Dict[str, Any]]:
         table = node.get(SONGS_TABLE)
         if not isinstance(table, h5py.Dataset) or table.dtype.names is None:
             raise SongFileError("missing_songs_table", "no compound /{}/songs".format(name))
+        if table.ndim != 1:
+            raise SongFileError("bad_shape", "/{}/songs has shape {}".format(name, table.shape))
         if table.shape[0] == 0:
             raise SongFileError("empty_songs_table", "/{}/songs has no row".format(name))
-    song = {name: _read_group(node) for name, node in h5.items() if isinstance(node, h5py.Group)}
-    if not song["analysis"]["songs"].get("track_id"):
-        raise SongFileError("missing_track_id", REASONS["missing_track_id"])
-    return song
+    for (group, name), kinds in REQUIRED_FIELDS.items():
+        check_field(group, h5[group][SONGS_TABLE].dtype, name, kinds)
+    timbre = h5.get(TIMBRE_PATH)
+    if not isinstance(timbre, h5py.Dataset):
+        raise SongFileError("missing_dataset", "no /{} dataset".format(TIMBRE_PATH))
+    check_array(TIMBRE_PATH, timbre.dtype, timbre.shape, "f")
+    h5.visititems(_check_size)
+
+
+def check_field(group: str, table_dtype: np.dtype, name: str, kinds: str) -> None:
+    """A required field of a compound ``songs`` table exists and has a dtype of ``kinds``."""
+    if name not in (table_dtype.names or ()):
+        raise SongFileError("missing_field", "/{}/songs has no {} field".format(group, name))
+    kind = table_dtype.fields[name][0].kind
+    if kind not in kinds:
+        raise SongFileError("bad_dtype", "/{}/songs.{} has dtype kind {!r}".format(
+            group, name, kind))
+
+
+def check_array(path: str, dtype: np.dtype, shape: Tuple[int, ...], kinds: str) -> None:
+    """``segments_timbre``-style arrays: dtype of ``kinds`` and shape n x 12."""
+    if dtype.kind not in kinds:
+        raise SongFileError("bad_dtype", "/{} has dtype {}".format(path, dtype))
+    if len(shape) != 2 or shape[1] != TIMBRE_DIMS:
+        raise SongFileError("bad_shape", "/{} has shape {}, expected n x {}".format(
+            path, shape, TIMBRE_DIMS))
+
+
+def _check_size(name: str, node: Any) -> None:
+    if isinstance(node, h5py.Dataset) and node.size * node.dtype.itemsize > MAX_DATASET_BYTES:
+        raise SongFileError("bad_shape", "/{} claims shape {} of {}".format(
+            name, node.shape, node.dtype))
 
 
 def _read_group(group: h5py.Group) -> Dict[str, Any]:

@@ -1,5 +1,5 @@
 """MongoDB access shared by the jobs: the URI from the environment, connections, indexes,
-batched unordered bulk writes.
+batched unordered bulk writes, bounded retries of idempotent writes.
 
 The URI comes only from the environment: $MSD_MONGO_URI (Airflow sets it from its
 connection), or on EMR the run's secret (msdlib.io.emr_mongo); log it only through
@@ -9,18 +9,23 @@ calls ``connect`` itself. Python 3.9 syntax: this module ships to EMR with the j
 import itertools
 import os
 import re
+import sys
+import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, TypeVar
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure
 
 from msdlib import env_vars
 from msdlib.config import ConfigError, PipelineConfig
 from msdlib.io.emr_mongo import mongo_uri_on_emr
 
 CONNECT_TIMEOUT_MS = 10000
+MAX_BACKOFF_SECONDS = 30.0
+Result = TypeVar("Result")
 
 # The song fields the jobs filter or group on; "partition" drives parallel reads.
 SONG_INDEX_FIELDS = ("features.year", "features.decade", "features.artist_id",
@@ -60,6 +65,26 @@ def connect(uri: str, **options: Any) -> MongoClient:
         settings["serverSelectionTimeoutMS"] = CONNECT_TIMEOUT_MS
     settings.update(options)
     return MongoClient(uri, **settings)
+
+
+def retry_idempotent(write: Callable[[], Result], attempts: int, backoff_seconds: float,
+                     sleep: Callable[[float], None] = time.sleep) -> Result:
+    """Run ``write`` (which must be safe to repeat) up to ``attempts`` times while it fails
+    with a connection error (ConnectionFailure: AutoReconnect, NetworkTimeout, server
+    selection timeouts), waiting ``backoff_seconds``, then twice as long, ... (at most
+    30 s) in between. The last error propagates; any other error at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except ConnectionFailure as exc:
+            if attempt >= attempts:
+                raise
+            wait = min(backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+            print("mongo write failed ({}: {}); attempt {} of {} in {:.1f} s".format(
+                type(exc).__name__, exc, attempt + 1, attempts, wait),
+                file=sys.stderr, flush=True)
+            sleep(wait)
+    raise ValueError("attempts must be at least 1, got {}".format(attempts))
 
 
 def get_database(client: MongoClient, config: PipelineConfig) -> Database:

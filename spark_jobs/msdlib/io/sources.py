@@ -2,7 +2,8 @@
 
 A source is one of
 
-* a local folder, searched recursively for ``*.h5`` (MSD's ``X/Y/Z/TR....h5`` tree),
+* a local folder, searched recursively for ``*.h5`` (MSD's ``X/Y/Z/TR....h5`` tree);
+  symlinks to files and folders are followed (a folder reached twice is listed once),
 * a glob (``/data/**/*.h5``; ``**`` crosses folders),
 * a list file ``@/path/list.txt``: one local path or s3:// URI per line; blank lines
   and ``#`` comments are skipped, relative paths are relative to the list file,
@@ -11,6 +12,8 @@ A source is one of
 Relative local sources resolve against the project root, like the default
 ``../shared/msd/tracks`` in include/pipeline.toml. Listings are deterministic: sorted
 paths (a list file keeps its own order), duplicates dropped, optionally capped.
+A local entry named ``*.h5`` that is not a regular file (a folder, a broken symlink) is
+listed all the same, so the job records it as an error instead of ignoring it.
 
 The S3 endpoint is boto3's default unless ``endpoint_url`` or $AWS_ENDPOINT_URL_S3 /
 $AWS_ENDPOINT_URL name another (moto in tests).
@@ -96,14 +99,22 @@ def _list_folder(folder: str) -> List[str]:
     if not os.path.isdir(folder):
         raise SourceError("source folder does not exist: {}".format(folder))
     paths = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        paths.extend(os.path.join(root, name) for name in files if name.endswith(SONG_SUFFIX))
+    visited = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real_root = os.path.realpath(root)
+        if real_root in visited:  # a symlink loop or a second link to one folder
+            dirs[:] = []
+            continue
+        visited.add(real_root)
+        paths.extend(os.path.join(root, name) for name in files + dirs
+                     if name.endswith(SONG_SUFFIX))
+        dirs[:] = sorted(name for name in dirs if not name.endswith(SONG_SUFFIX))
     return sorted(paths)
 
 
 def _list_glob(pattern: str) -> List[str]:
-    return sorted(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
+    return sorted(path for path in glob.glob(pattern, recursive=True)
+                  if os.path.isfile(path) or path.endswith(SONG_SUFFIX))
 
 
 def _list_file(list_path: str) -> List[str]:
