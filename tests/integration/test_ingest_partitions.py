@@ -39,10 +39,15 @@ def bad_paths(song_dir, good_paths):
     return make_corrupt_copies(Path(good_paths[0]), song_dir / "bad")
 
 
-def task_for(mongo_uri, db_name, run_id="run-1", **ingest_overrides):
+def task_for(mongo_uri, db_name, run_id="run-1", mongo_overrides=None, **ingest_overrides):
     overrides = {"mongo.database": db_name}
     overrides.update({"ingest." + key: value for key, value in ingest_overrides.items()})
+    overrides.update({"mongo." + key: value for key, value in (mongo_overrides or {}).items()})
     return make_task(load_config(overrides=overrides), mongo_uri, run_id, utc_now())
+
+
+def ingest_counts(paths, task):
+    return IngestCounts.of(ingest_paths(iter(paths), task))
 
 
 @pytest.fixture
@@ -91,7 +96,7 @@ def test_convert_file_records_a_vanished_file_as_unreadable(mongo_uri, tmp_path)
 def test_partition_ingests_good_files_and_quarantines_bad_ones(
         mongo_uri, mongo_db_name, db, good_paths, bad_paths):
     paths = sorted(good_paths + list(bad_paths))
-    counts = ingest_paths(iter(paths), task_for(mongo_uri, mongo_db_name, batch_size=4))
+    counts = ingest_counts(paths, task_for(mongo_uri, mongo_db_name, batch_size=4))
 
     assert counts == IngestCounts(
         seen=len(paths), ingested=GOOD_SONGS, failed=len(bad_paths),
@@ -111,7 +116,7 @@ def test_rerun_replaces_documents_without_duplicates(
     ingest_paths(iter(paths), task_for(mongo_uri, mongo_db_name, run_id="first"))
     first = {doc["_id"]: doc for doc in db.songs.find()}
 
-    counts = ingest_paths(iter(paths), task_for(mongo_uri, mongo_db_name, run_id="second"))
+    counts = ingest_counts(paths, task_for(mongo_uri, mongo_db_name, run_id="second"))
 
     second = {doc["_id"]: doc for doc in db.songs.find()}
     assert counts.ingested == GOOD_SONGS and counts.failed == len(bad_paths)
@@ -134,7 +139,7 @@ def test_a_file_that_later_succeeds_leaves_quarantine(
     assert db.ingest_errors.find_one({"_id": str(path)})["reason"] == "empty_file"
 
     shutil.copyfile(good_paths[3], path)
-    counts = ingest_paths(iter([str(path)]), task_for(mongo_uri, mongo_db_name))
+    counts = ingest_counts([str(path)], task_for(mongo_uri, mongo_db_name))
 
     assert counts == IngestCounts(seen=1, ingested=1, failed=0)
     assert db.ingest_errors.count_documents({}) == 0
@@ -203,15 +208,13 @@ def test_a_document_the_server_rejects_is_quarantined_and_the_rest_go_in(
     assert db.ingest_errors.find_one({"_id": "/songs/TRHUGE.h5"})["reason"] == "write_rejected"
 
 
-def test_a_database_outage_fails_the_partition_instead_of_quarantining(good_paths):
+def test_a_database_outage_fails_the_partition_after_the_retries(good_paths, capsys):
     closed_port_uri = "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300"
-    task = task_for(closed_port_uri, "outage")
+    task = task_for(closed_port_uri, "outage",
+                    mongo_overrides={"write_attempts": 3, "retry_backoff_seconds": 0.01})
     with pytest.raises(ServerSelectionTimeoutError):
         ingest_paths(iter(good_paths[:2]), task)
-
-
-
-
+    assert capsys.readouterr().err.count("mongo write failed") == 2
 
 
 def test_partition_reads_songs_from_s3(s3_env, mongo_uri, mongo_db_name, db, good_paths):
@@ -224,7 +227,7 @@ def test_partition_reads_songs_from_s3(s3_env, mongo_uri, mongo_db_name, db, goo
         uris.append("s3://msd-ingest/" + key)
     missing = "s3://msd-ingest/tracks/TRMISSING.h5"
 
-    counts = ingest_paths(iter(uris + [missing]), task_for(mongo_uri, mongo_db_name))
+    counts = ingest_counts(uris + [missing], task_for(mongo_uri, mongo_db_name))
 
     assert counts == IngestCounts(seen=4, ingested=3, failed=1, reasons={"s3_error": 1})
     assert sorted(doc["source"]["path"] for doc in db.songs.find()) == sorted(uris)
@@ -248,13 +251,19 @@ def test_partition_count(configured, parallelism, files, expected):
 
 def test_summary_fails_its_check_above_the_failed_share():
     config = load_config(overrides={"ingest.max_failed_fraction": 0.1})
-    passing = build_summary(IngestCounts(10, 9, 1, {"truncated": 1}), 2.0, config, "r")
-    failing = build_summary(IngestCounts(10, 8, 2, {"truncated": 2}), 2.0, config, "r")
+    passing = build_summary(IngestCounts(10, 9, 1, {"truncated": 1}),
+                            {"songs": 9, "duplicates": 0, "year_known": 9}, 2.0, config, "r")
+    failing = build_summary(IngestCounts(10, 8, 2, {"truncated": 2}),
+                            {"songs": 7, "duplicates": 1, "year_known": 5,
+                             "year_out_of_range": 2}, 2.0, config, "r")
 
     assert passing["ok"] is True and failing["ok"] is False
     assert failing["failed_fraction"] == 0.2
     assert failing["failure_reasons"] == {"truncated": 2}
     assert passing["songs_per_second"] == 4.5
+    assert (failing["files_ingested"], failing["files_duplicate"]) == (7, 1)
+    assert failing["songs_by_year_status"] == {"known": 5, "out_of_range": 2}
+    assert failing["years_out_of_range"] == 2 and failing["year_range"] == [1900, 2030]
     assert {"files_seen", "files_ingested", "files_failed", "seconds", "run_id",
             "encoding"} <= set(passing)
     json.dumps(passing)
