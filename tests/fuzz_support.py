@@ -1,0 +1,200 @@
+"""Seeded damage to MSD song files, for the ingest fuzz test.
+
+``build_corpus(good_files, out_dir, seed, count)`` copies randomly chosen good files
+and damages each copy one way (``MUTATIONS``): datasets or groups deleted, dtypes and
+shapes changed, truncation at a random offset, random bytes flipped, impossible values
+(years -5 and 3000, NaN timbre); it adds symlinks (to good files, to damaged ones,
+broken, to a folder), folders named ``*.h5`` and plain duplicate copies. The same seed
+and inputs give byte-identical files. Each ``Case`` says what ingest must make of its
+path when the outcome is certain (``expect``), or ``None`` when only the accounting is
+(flipped bytes may land in a string and leave a valid song).
+"""
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import h5py
+import numpy as np
+
+SONG_OUTCOME = "song"
+DUPLICATE_OUTCOME = "duplicate"
+ERROR_OUTCOME = "error"
+GROUPS = ("metadata", "analysis", "musicbrainz")
+
+
+@dataclass(frozen=True)
+class Case:
+    path: str
+    mutation: str
+    # "song", "duplicate", "error" or "error:<reason>"; None: any outcome (accounted for).
+    expect: Optional[str]
+
+
+def _datasets(h5: h5py.File) -> List[str]:
+    names = []  # type: List[str]
+    h5.visititems(lambda name, node: names.append(name)
+                  if isinstance(node, h5py.Dataset) else None)
+    return sorted(names)
+
+
+def _replace(h5: h5py.File, name: str, data: np.ndarray) -> None:
+    del h5[name]
+    h5.create_dataset(name, data=data)
+
+
+def delete_dataset(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        name = rng.choice(_datasets(h5))
+        del h5[name]
+    required = {"analysis/segments_timbre": "error:missing_dataset",
+                "analysis/songs": "error:missing_songs_table",
+                "metadata/songs": "error:missing_songs_table",
+                "musicbrainz/songs": "error:missing_songs_table"}
+    return required.get(name, SONG_OUTCOME)
+
+
+def delete_timbre(path: Path, rng: random.Random) -> Optional[str]:
+    """The issue's own example: analysis present, segments_timbre missing."""
+    with h5py.File(path, "r+") as h5:
+        del h5["analysis/segments_timbre"]
+    return "error:missing_dataset"
+
+
+def delete_group(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        del h5[rng.choice(GROUPS)]
+    return "error:missing_group"
+
+
+def change_dtype(path: Path, rng: random.Random) -> Optional[str]:
+    """segments_timbre as strings or integers, or year as a float field."""
+    with h5py.File(path, "r+") as h5:
+        choice = rng.randrange(3)
+        if choice == 2:
+            table = h5["musicbrainz/songs"][()]
+            fields = [(name, "<f8" if name == "year" else table.dtype.fields[name][0])
+                      for name in table.dtype.names]
+            _replace(h5, "musicbrainz/songs", table.astype(np.dtype(fields)))
+            return "error:bad_dtype"
+        timbre = h5["analysis/segments_timbre"][()]
+        _replace(h5, "analysis/segments_timbre",
+                 timbre.astype("S8") if choice == 0 else timbre.astype(np.int32))
+    return "error:bad_dtype"
+
+
+def change_shape(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        timbre = h5["analysis/segments_timbre"][()]
+        reshaped = rng.choice([timbre.T, timbre.ravel(), timbre[:, :5],
+                               timbre.reshape(timbre.shape + (1,))])
+        if reshaped.shape == timbre.shape:  # a 12 x 12 timbre transposed stays valid
+            reshaped = timbre.ravel()
+        _replace(h5, "analysis/segments_timbre", reshaped)
+    return "error:bad_shape"
+
+
+def truncate(path: Path, rng: random.Random) -> Optional[str]:
+    data = path.read_bytes()
+    path.write_bytes(data[:rng.randrange(0, len(data) - 1)])
+    return ERROR_OUTCOME
+
+
+def flip_bytes(path: Path, rng: random.Random) -> Optional[str]:
+    data = bytearray(path.read_bytes())
+    for _ in range(rng.randint(1, 64)):
+        data[rng.randrange(len(data))] ^= rng.randint(1, 255)
+    path.write_bytes(bytes(data))
+    return None
+
+
+def garbage(path: Path, rng: random.Random) -> Optional[str]:
+    path.write_bytes(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 4096))))
+    return "error:not_hdf5"
+
+
+def set_year(year: int) -> Callable[[Path, random.Random], Optional[str]]:
+    """An impossible year on a song of its own (a fresh track id): stored, never a label."""
+    def mutate(path: Path, rng: random.Random) -> Optional[str]:
+        with h5py.File(path, "r+") as h5:
+            for group, field, value in (("musicbrainz", "year", year),
+                                        ("analysis", "track_id", fuzz_track_id(rng))):
+                table = h5[group + "/songs"][()]
+                table[field] = value
+                h5[group + "/songs"][...] = table
+        return SONG_OUTCOME
+    return mutate
+
+
+def fuzz_track_id(rng: random.Random) -> bytes:
+    return "TRFZ{:014d}".format(rng.randrange(10 ** 14)).encode("ascii")
+
+
+def nan_timbre(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        timbre = h5["analysis/segments_timbre"][()]
+        timbre[rng.randrange(timbre.shape[0]), rng.randrange(timbre.shape[1])] = np.nan
+        h5["analysis/segments_timbre"][...] = timbre
+    return "error:nonfinite_timbre"
+
+
+MUTATIONS = {
+    "delete_dataset": delete_dataset,
+    "delete_timbre": delete_timbre,
+    "delete_group": delete_group,
+    "change_dtype": change_dtype,
+    "change_shape": change_shape,
+    "truncate": truncate,
+    "flip_bytes": flip_bytes,
+    "garbage": garbage,
+    "year_minus_5": set_year(-5),
+    "year_3000": set_year(3000),
+    "nan_timbre": nan_timbre,
+}  # type: Dict[str, Callable[[Path, random.Random], Optional[str]]]
+
+
+def build_corpus(good_files: List[Path], out_dir: Path, seed: int, count: int) -> List[Case]:
+    """``count`` damaged copies plus the links, folders and duplicates, under ``out_dir``
+    (which must not exist); the good files are not part of it."""
+    rng = random.Random(seed)
+    damaged_dir = out_dir / "damaged"
+    damaged_dir.mkdir(parents=True)
+    cases = []  # type: List[Case]
+    names = sorted(MUTATIONS)
+    for index in range(count):
+        mutation = names[index % len(names)] if index < len(names) else rng.choice(names)
+        target = damaged_dir / "FUZZ{:04d}_{}.h5".format(index, mutation)
+        shutil.copyfile(rng.choice(good_files), target)
+        cases.append(Case(str(target), mutation, MUTATIONS[mutation](target, rng)))
+    cases += _links_and_folders(good_files, out_dir, cases, rng)
+    return cases
+
+
+def _links_and_folders(good_files: List[Path], out_dir: Path, damaged: List[Case],
+                       rng: random.Random) -> List[Case]:
+    extra = out_dir / "extra"
+    (extra / "folder.h5" / "inner").mkdir(parents=True)
+    (extra / "subfolder").mkdir()
+    cases = [Case(str(extra / "folder.h5"), "folder_named_h5", "error:not_a_file")]
+    link_to_good = extra / "link_to_good.h5"
+    os.symlink(rng.choice(good_files), link_to_good)
+    cases.append(Case(str(link_to_good), "symlink_to_good", DUPLICATE_OUTCOME))
+    copy = extra / "copy_of_good.h5"
+    shutil.copyfile(rng.choice(good_files), copy)
+    cases.append(Case(str(copy), "copy_of_good", DUPLICATE_OUTCOME))
+    broken = extra / "broken_link.h5"
+    os.symlink(str(extra / "nowhere.h5"), broken)
+    cases.append(Case(str(broken), "broken_symlink", "error:unreadable"))
+    bad = rng.choice([case for case in damaged if case.expect == "error:missing_dataset"])
+    link_to_bad = extra / "link_to_damaged.h5"
+    os.symlink(bad.path, link_to_bad)
+    cases.append(Case(str(link_to_bad), "symlink_to_damaged", bad.expect))
+    # A folder link named *.h5, and a loop back to the corpus root: neither may recurse.
+    os.symlink(str(extra / "subfolder"), extra / "folder_link.h5")
+    cases.append(Case(str(extra / "folder_link.h5"), "symlink_to_folder", "error:not_a_file"))
+    os.symlink(str(out_dir), extra / "subfolder" / "loop")
+    (extra / "empty.h5").write_bytes(b"")
+    cases.append(Case(str(extra / "empty.h5"), "empty_file", "error:empty_file"))
+    return cases
