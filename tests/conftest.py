@@ -57,6 +57,18 @@ def mongo_env(mongo_uri, monkeypatch) -> str:
     return mongo_uri
 
 
+@pytest.fixture(scope="module")
+def local_spark():
+    """The jobs' own session builder on local[2]: one SparkContext per test module."""
+    from msdlib.cli import create_spark_session
+    from msdlib.config import load_config
+
+    spark = create_spark_session(load_config(overrides={"spark.master": "local[2]"}),
+                                 "msd-tests")
+    yield spark.sparkContext
+    spark.stop()
+
+
 @pytest.fixture(scope="session")
 def spark_master_url(services_state_dir) -> str:
     """A Spark standalone master and one 2-core worker started from pyspark's wheel."""

@@ -17,7 +17,6 @@ import pytest
 
 from fuzz_support import DUPLICATE_OUTCOME, ERROR_OUTCOME, SONG_OUTCOME, build_corpus
 from msd_devtools.generator import generate_songs
-from msdlib.cli import create_spark_session
 from msdlib.config import load_config
 from msdlib.ingest import list_ingest_paths, run_ingest
 from project_paths import REAL_TRACKS
@@ -42,14 +41,6 @@ def corpus(tmp_path_factory):
     good = sorted(good_dir.rglob("*.h5"))
     cases = build_corpus(good, root / "damaged", SEED, DAMAGED_FILES)
     return root, [str(path) for path in good], cases
-
-
-@pytest.fixture(scope="module")
-def local_spark():
-    spark = create_spark_session(load_config(overrides={"spark.master": "local[2]"}),
-                                 "msd-ingest-fuzz")
-    yield spark.sparkContext
-    spark.stop()
 
 
 def test_corpus_is_reproducible_from_its_seed(tmp_path, corpus):

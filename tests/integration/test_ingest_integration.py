@@ -14,7 +14,6 @@ import pytest
 
 from corrupt_songs import make_corrupt_copies
 from msd_pipeline.targets.emr.code_shipping import build_jobs_zip
-from msdlib.cli import create_spark_session
 from msdlib.config import load_config
 from msdlib.core.documents import decode_array
 from msd_devtools.generator import generate_songs
@@ -47,15 +46,6 @@ def mixed_source(tmp_path_factory, generated_paths, corrupt_paths):
     list_file = tmp_path_factory.mktemp("lists") / "songs.txt"
     list_file.write_text("\n".join(generated_paths + sorted(corrupt_paths)) + "\n")
     return "@" + str(list_file)
-
-
-@pytest.fixture(scope="module")
-def local_spark():
-    """The job's own session builder on local[2] (one session for the module)."""
-    config = load_config(overrides={"spark.master": "local[2]"})
-    spark = create_spark_session(config, "msd-ingest-test")
-    yield spark.sparkContext
-    spark.stop()
 
 
 @pytest.fixture
