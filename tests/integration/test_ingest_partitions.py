@@ -397,3 +397,17 @@ def test_entry_point_exits_2_on_a_missing_source_and_logs_the_uri_redacted(
     err = capsys.readouterr().err
     assert "source folder does not exist" in err
     assert "s3cret" not in err and "user:***@" in err
+
+
+def test_entry_point_exits_3_when_the_database_is_unreachable(monkeypatch, capsys,
+                                                               good_paths):
+    monkeypatch.setenv("MSD_MONGO_URI",
+                       "mongodb://user:s3cret@127.0.0.1:9/?serverSelectionTimeoutMS=300")
+    argv = ["--set", "ingest.source=" + str(Path(good_paths[0]).parent),
+            "--set", "spark.master=local[1]", "--set", "mongo.write_attempts=2",
+            "--set", "mongo.retry_backoff_seconds=0.01"]
+    assert cli.run_main(ingest_songs.main, argv) == cli.EXIT_CRASH
+    captured = capsys.readouterr()
+    assert "ServerSelectionTimeoutError" in captured.err
+    assert "the job crashed (exit 3)" in captured.err
+    assert "s3cret" not in captured.err + captured.out

@@ -171,3 +171,77 @@ def test_fixed_width_strings_decode_as_utf8_with_replacement(tmp_path, generated
     song = read_song(copy_and_edit(generated_song, tmp_path / "a.h5", set_names))
     assert song["metadata"]["songs"]["title"] == "Café über"
     assert song["metadata"]["songs"]["release"] == "bad \ufffd byte"
+
+
+def replace_dataset(name, data):
+    def edit(h5):
+        del h5[name]
+        h5.create_dataset(name, data=data)
+    return edit
+
+
+def timbre_of(path):
+    with h5py.File(path, "r") as h5:
+        return h5["analysis/segments_timbre"][()]
+
+
+def test_missing_segments_timbre_is_a_missing_dataset(tmp_path, generated_song):
+    def drop_timbre(h5):
+        del h5["analysis/segments_timbre"]
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", drop_timbre),
+                    "missing_dataset")
+
+
+@pytest.mark.parametrize("reshape", [np.ravel, np.transpose, lambda t: t[:, :5],
+                                     lambda t: t[..., np.newaxis]])
+def test_timbre_of_the_wrong_shape_is_rejected(tmp_path, generated_song, reshape):
+    timbre = reshape(timbre_of(generated_song))
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5",
+                                  replace_dataset("analysis/segments_timbre", timbre)),
+                    "bad_shape")
+
+
+@pytest.mark.parametrize("dtype", ["S8", np.int32])
+def test_timbre_of_the_wrong_dtype_is_rejected(tmp_path, generated_song, dtype):
+    timbre = timbre_of(generated_song).astype(dtype)
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5",
+                                  replace_dataset("analysis/segments_timbre", timbre)),
+                    "bad_dtype")
+
+
+def with_songs_field(group, name, dtype):
+    """An edit that re-types (dtype) or drops (dtype None) one field of a songs table."""
+    def edit(h5):
+        table = h5[group + "/songs"][()]
+        fields = [(field, dtype if field == name else table.dtype.fields[field][0])
+                  for field in table.dtype.names if field != name or dtype is not None]
+        new_table = np.zeros(table.shape, dtype=fields)
+        for field in new_table.dtype.names:
+            new_table[field] = table[field]
+        replace_dataset(group + "/songs", new_table)(h5)
+    return edit
+
+
+def test_a_float_year_field_is_a_bad_dtype(tmp_path, generated_song):
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5",
+                                  with_songs_field("musicbrainz", "year", "<f8")), "bad_dtype")
+
+
+def test_a_songs_table_without_a_required_field_is_rejected(tmp_path, generated_song):
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5",
+                                  with_songs_field("metadata", "artist_id", None)),
+                    "missing_field")
+
+
+def test_a_dataset_claiming_an_impossible_size_is_rejected(tmp_path, generated_song):
+    def huge(h5):  # late allocation: the file stays small, the header claims 800 MB
+        h5["analysis"].create_dataset("bars_huge", shape=(10 ** 8,), dtype="<f8")
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", huge), "bad_shape")
+
+
+def test_an_extra_or_missing_optional_dataset_is_fine(tmp_path, generated_song):
+    def edit(h5):
+        del h5["analysis/bars_start"]
+        h5["analysis"].create_dataset("extra", data=np.arange(4))
+    song = read_song(copy_and_edit(generated_song, tmp_path / "a.h5", edit))
+    assert "bars_start" not in song["analysis"] and list(song["analysis"]["extra"]) == [0, 1, 2, 3]
