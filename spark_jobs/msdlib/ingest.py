@@ -107,6 +107,15 @@ class IngestCounts:
         return counts
 
 
+@dataclass
+class SongCounts:
+    """Per-song tallies of a run: distinct songs (track ids), the extra paths of songs
+    found under several paths, and the songs per ``features.year_status``."""
+    songs: int = 0
+    duplicates: int = 0
+    by_year_status: Dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class PartitionTask:
     """Everything a partition needs, pickled into the Spark closure.
@@ -403,9 +412,9 @@ def run_ingest(spark_context: Any, config: PipelineConfig, run_id: str, mongo_ur
     return summary
 
 
-def tally_outcomes(outcomes: Any, task: PartitionTask) -> Tuple[IngestCounts, Dict[str, int]]:
-    """Per-path counts, and per-song counts (``songs``, ``duplicates`` and one count per
-    ``features.year_status``), with Spark aggregations; records the duplicates' paths."""
+def tally_outcomes(outcomes: Any, task: PartitionTask) -> Tuple[IngestCounts, SongCounts]:
+    """Per-path and per-song counts of the outcomes RDD, with Spark aggregations only;
+    records the paths of songs found under several paths."""
     counts = outcomes.mapPartitions(lambda part: [IngestCounts.of(part)]) \
         .reduce(lambda left, right: left.merged(right))
     by_track = outcomes.filter(lambda outcome: outcome.track_id is not None) \
@@ -415,12 +424,11 @@ def tally_outcomes(outcomes: Any, task: PartitionTask) -> Tuple[IngestCounts, Di
     duplicates = by_track.filter(lambda item: len(item[1][0]) > 1) \
         .map(lambda item: (item[0], item[1][0])) \
         .mapPartitions(functools.partial(record_duplicates, task=task)).sum()
-    songs = {"songs": sum(years.values()), "duplicates": int(duplicates)}
-    songs.update(("year_" + status, int(count)) for status, count in years.items())
-    return counts, songs
+    return counts, SongCounts(sum(years.values()), int(duplicates),
+                              {status: int(count) for status, count in years.items()})
 
 
-def build_summary(counts: IngestCounts, songs: Dict[str, int], seconds: float,
+def build_summary(counts: IngestCounts, songs: SongCounts, seconds: float,
                   config: PipelineConfig, run_id: str) -> Dict[str, Any]:
     """The JSON summary; ``ok`` is False when the failed share exceeds the threshold.
 
@@ -430,8 +438,6 @@ def build_summary(counts: IngestCounts, songs: Dict[str, int], seconds: float,
     ``out_of_range``: stored as unknown, never labels).
     """
     fraction = failed_fraction(counts)
-    by_status = {key[len("year_"):]: count for key, count in songs.items()
-                 if key.startswith("year_")}
     return {
         "job": "ingest_songs",
         "run_id": run_id,
@@ -440,15 +446,15 @@ def build_summary(counts: IngestCounts, songs: Dict[str, int], seconds: float,
         "database": config.mongo.database,
         "encoding": config.ingest.array_encoding,
         "files_seen": counts.seen,
-        "files_ingested": songs["songs"],
-        "files_duplicate": songs["duplicates"],
+        "files_ingested": songs.songs,
+        "files_duplicate": songs.duplicates,
         "files_failed": counts.failed,
         "failed_fraction": round(fraction, 6),
         "max_failed_fraction": config.ingest.max_failed_fraction,
         "failure_reasons": dict(sorted(counts.reasons.items())),
-        "songs_by_year_status": dict(sorted(by_status.items())),
-        "years_out_of_range": by_status.get(YEAR_OUT_OF_RANGE, 0),
+        "songs_by_year_status": dict(sorted(songs.by_year_status.items())),
+        "years_out_of_range": songs.by_year_status.get(YEAR_OUT_OF_RANGE, 0),
         "year_range": list(config.ingest.year_range),
         "seconds": round(seconds, 3),
-        "songs_per_second": round(songs["songs"] / seconds, 2) if seconds > 0 else None,
+        "songs_per_second": round(songs.songs / seconds, 2) if seconds > 0 else None,
     }

@@ -16,9 +16,9 @@ from msdlib import cli, ingest
 from msdlib.io import mongo
 from msdlib.config import ConfigError, load_config
 from msd_devtools.generator import generate_songs
-from msdlib.ingest import (IngestCounts, build_summary, convert_file, ingest_paths,
-                           make_task, partition_count, utc_now, validate_settings,
-                           write_batch)
+from msdlib.ingest import (IngestCounts, SongCounts, build_summary, convert_file,
+                           ingest_paths, make_task, partition_count, utc_now,
+                           validate_settings, write_batch)
 from msdlib.io.sources import SourceReader
 
 GOOD_SONGS = 10
@@ -252,10 +252,10 @@ def test_partition_count(configured, parallelism, files, expected):
 def test_summary_fails_its_check_above_the_failed_share():
     config = load_config(overrides={"ingest.max_failed_fraction": 0.1})
     passing = build_summary(IngestCounts(10, 9, 1, {"truncated": 1}),
-                            {"songs": 9, "duplicates": 0, "year_known": 9}, 2.0, config, "r")
+                            SongCounts(9, 0, {"known": 9}), 2.0, config, "r")
     failing = build_summary(IngestCounts(10, 8, 2, {"truncated": 2}),
-                            {"songs": 7, "duplicates": 1, "year_known": 5,
-                             "year_out_of_range": 2}, 2.0, config, "r")
+                            SongCounts(7, 1, {"known": 5, "out_of_range": 2}), 2.0, config,
+                            "r")
 
     assert passing["ok"] is True and failing["ok"] is False
     assert failing["failed_fraction"] == 0.2
