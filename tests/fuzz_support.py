@@ -3,7 +3,7 @@
 ``build_corpus(good_files, out_dir, seed, count)`` copies randomly chosen good files
 and damages each copy one way (``MUTATIONS``): datasets or groups deleted, dtypes and
 shapes changed, truncation at a random offset, random bytes flipped, impossible values
-(years -5 and 3000, NaN timbre); it adds symlinks (to good files, to damaged ones,
+(years -5 and 3000, NaN timbre, an integer beyond 64 bits); it adds symlinks (to good files, to damaged ones,
 broken, to a folder), folders named ``*.h5`` and plain duplicate copies. The same seed
 and inputs give byte-identical files. Each ``Case`` says what ingest must make of its
 path when the outcome is certain (``expect``), or ``None`` when only the accounting is
@@ -140,6 +140,13 @@ def nan_timbre(path: Path, rng: random.Random) -> Optional[str]:
     return "error:nonfinite_timbre"
 
 
+def huge_integer(path: Path, rng: random.Random) -> Optional[str]:
+    """An unsigned 64-bit value BSON cannot store, in an extra dataset."""
+    with h5py.File(path, "r+") as h5:
+        h5["analysis"].create_dataset("huge", data=np.array([2 ** 64 - 1], dtype=np.uint64))
+    return "error:unencodable"
+
+
 MUTATIONS = {
     "delete_dataset": delete_dataset,
     "delete_timbre": delete_timbre,
@@ -152,6 +159,7 @@ MUTATIONS = {
     "year_minus_5": set_year(-5),
     "year_3000": set_year(3000),
     "nan_timbre": nan_timbre,
+    "huge_integer": huge_integer,
 }  # type: Dict[str, Callable[[Path, random.Random], Optional[str]]]
 
 

@@ -170,3 +170,11 @@ def test_real_song_documents_are_valid_json_with_nan_as_null():
         decoded = json.loads(json.dumps(document, allow_nan=False, default=str))
         nulls += sum(value is None for value in decoded["metadata"]["songs"].values())
     assert nulls > 0
+
+
+def test_a_value_bson_cannot_store_fails_the_song_not_the_batch(songs):
+    song = copy.deepcopy(songs[0][1])
+    song["analysis"]["huge"] = np.array([2 ** 64 - 1], dtype=np.uint64)
+    with pytest.raises(SongFileError) as caught:
+        build(song)
+    assert caught.value.reason == "unencodable"

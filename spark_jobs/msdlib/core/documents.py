@@ -16,11 +16,14 @@ Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 import datetime
 from typing import Any, Dict, Optional, Tuple
 
+import bson
 import numpy as np
 from bson.binary import Binary
+from bson.errors import InvalidDocument
 
 from msdlib.core.features import (DEFAULT_YEAR_RANGE, classify_year, decade_of,
                                   partition_of, timbre_features)
+from msdlib.core.song_errors import SongFileError
 
 ENCODINGS = ("list", "float32")
 BINARY_DTYPE = "<f4"
@@ -34,7 +37,9 @@ def build_document(song: Dict[str, Dict[str, Any]], *, path: str, sha256: str, s
 
     ``features.year`` is the year only when plausible (``classify_year``): a year of 0,
     -5 or 3000 is unknown there, with ``features.year_status`` saying why, while
-    ``musicbrainz.songs.year`` keeps the value the file holds.
+    ``musicbrainz.songs.year`` keeps the value the file holds. A value BSON cannot
+    store (an integer beyond 64 bits) raises SongFileError ``unencodable`` here, so it
+    fails this file and not its whole batch write.
     """
     if encoding not in ENCODINGS:
         raise ValueError("unknown array encoding {!r}; expected one of {}".format(
@@ -62,7 +67,16 @@ def build_document(song: Dict[str, Dict[str, Any]], *, path: str, sha256: str, s
         "run_id": run_id,
         "encoding": encoding,
     }
+    check_encodable(document)
     return document
+
+
+def check_encodable(document: Dict[str, Any]) -> None:
+    """Raise SongFileError("unencodable") unless BSON can store ``document``."""
+    try:
+        bson.encode(document)
+    except (InvalidDocument, OverflowError) as exc:
+        raise SongFileError("unencodable", "{}: {}".format(type(exc).__name__, exc)) from exc
 
 
 def _encode_group(group: Dict[str, Any], encoding: str) -> Dict[str, Any]:

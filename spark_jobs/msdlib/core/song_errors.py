@@ -22,6 +22,7 @@ REASONS = {
     "too_few_segments": "segments_timbre has fewer than 2 segments",
     "bad_timbre_shape": "segments_timbre is not an n x 12 array",
     "nonfinite_timbre": "segments_timbre holds NaN or infinite values",
+    "unencodable": "a value BSON cannot store (an integer beyond 64 bits)",
 }
 
 
