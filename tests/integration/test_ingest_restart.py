@@ -4,10 +4,10 @@ writes and completes with exact counts.
 SecantusDB runs on a free port with its storage on disk, so what it acknowledged before
 the restart is still there after it. The last path of the source is a named pipe: the
 partition reading it blocks until the test writes a song into it, which the test does
-only once that partition waits on it (its earlier batches written) and the server is
-down. So that partition's last batch write meets a stopped
-server (connections refused, server selection failing after 1 s) and has to retry until
-the server is back on the same port and storage: deterministic, no timing guesswork.
+only once that partition has opened it and the server is down. So that partition's last
+batch write (and any other in flight) meets a stopped server (connections refused,
+server selection failing after 1 s) and has to retry until the server is back on the
+same port and storage: deterministic, no timing guesswork.
 """
 import errno
 import os
@@ -46,7 +46,7 @@ def test_ingest_survives_a_database_restart_with_exact_counts(tmp_path, local_sp
     try:
         job = JobThread(local_spark, config, uri, list_ingest_paths(config))
         job.start()
-        writer = open_pipe_for_writing(pipe)  # the job has written all batches before it
+        writer = open_pipe_for_writing(pipe)  # the job is mid-way: the pipe's song is due
         server.stop()
         with open(held_back, "rb") as song, os.fdopen(writer, "wb") as handle:
             handle.write(song.read())
