@@ -86,6 +86,15 @@ def spark_master_url(services_state_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def mlflow_tracking_uri(services_state_dir) -> str:
+    """An MLflow tracking server (SQLite backend) started for this test session."""
+    server = services.mlflow_service(services_state_dir / "mlflow", services.free_port())
+    server.start()
+    yield services.mlflow_uri(server.port)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint() -> str:
     """A moto server (in-process, server mode) as the AWS endpoint, on 127.0.0.1."""
     from emr_support import moto_server

@@ -1,11 +1,12 @@
-"""Embedded services for local runs and tests: a SecantusDB server and a Spark
-standalone master + worker started from the pip-installed pyspark.
+"""Embedded services for local runs and tests: a SecantusDB server, a Spark
+standalone master + worker started from the pip-installed pyspark, and an MLflow
+tracking server (SQLite backend, artifacts served from the state folder).
 
 Every service binds to 127.0.0.1, keeps a pid file and a log under the state folder,
 starts idempotently (a running service is left alone), waits until it is ready, and
 fails with a clear error when its port is taken by another process.
 
-    python -m msd_devtools.services start mongo|spark|all
+    python -m msd_devtools.services start mongo|spark|mlflow|all
     python -m msd_devtools.services status
     python -m msd_devtools.services stop
 """
@@ -151,6 +152,21 @@ def spark_worker_service(state_dir: Path = DEFAULT_STATE_DIR, master_port: int =
                           lambda: _alive_workers(master_webui_port) > 0, env=_spark_env())
 
 
+def mlflow_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 5000) -> ManagedProcess:
+    """The MLflow tracking server and model registry: SQLite in ``state_dir``, artifacts
+    served over HTTP from ``state_dir/mlflow-artifacts``, one worker."""
+    argv = [_venv_script("mlflow"), "server", "--host", HOST, "--port", str(port),
+            "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{state_dir / 'mlflow.db'}",
+            "--artifacts-destination", str(state_dir / "mlflow-artifacts")]
+    return ManagedProcess("mlflow", argv, port, state_dir,
+                          lambda: _http_ok(f"{mlflow_uri(port)}/health"), start_timeout=120.0)
+
+
+def mlflow_uri(port: int = 5000) -> str:
+    return f"http://{HOST}:{port}"
+
+
 def spark_master_url(port: int = 7077) -> str:
     return f"spark://{HOST}:{port}"
 
@@ -195,6 +211,14 @@ def _mongo_ready(port: int) -> bool:
         return False
     finally:
         client.close()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
 
 
 def _master_state(webui_port: int) -> Optional[dict]:
@@ -243,17 +267,20 @@ def _services(args: argparse.Namespace) -> List[ManagedProcess]:
     spark = [spark_master_service(state_dir, args.spark_port, args.spark_webui_port),
              spark_worker_service(state_dir, args.spark_port, args.spark_webui_port,
                                   args.spark_webui_port + 1)]
-    return {"mongo": [mongo], "spark": spark, "all": [mongo] + spark}[args.which]
+    mlflow = mlflow_service(state_dir, args.mlflow_port)
+    return {"mongo": [mongo], "spark": spark, "mlflow": [mlflow],
+            "all": [mongo] + spark + [mlflow]}[args.which]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msd_devtools.services",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
-    parser.add_argument("which", nargs="?", choices=["mongo", "spark", "all"], default="all")
+    parser.add_argument("which", nargs="?", choices=["mongo", "spark", "mlflow", "all"], default="all")
     parser.add_argument("--state-dir", default=os.environ.get("MSD_STATE_DIR", DEFAULT_STATE_DIR))
     parser.add_argument("--mongo-port", type=int, default=int(os.environ.get("MSD_MONGO_PORT", 27017)))
     parser.add_argument("--spark-port", type=int, default=7077)
+    parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MSD_MLFLOW_PORT", 5000)))
     parser.add_argument("--spark-webui-port", type=int, default=8090)
     args = parser.parse_args(argv)
     services = _services(args)
