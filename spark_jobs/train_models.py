@@ -1,7 +1,7 @@
 """Train, evaluate and impute: the pipeline's second Spark step.
 
     spark-submit spark_jobs/train_models.py --config <toml|json> [--set k=v ...]
-        --run-id <id> [--summary-path <path|s3://>]
+        --run-id <id> [--summary-path <path|s3://>] [--champion-uri <run folder>]
 
 Reads the songs' features from MongoDB in parallel (msdlib.io.dataset), splits them by
 artist (msdlib.core.splits), cross-validates the configured decade classifiers and year
@@ -24,6 +24,8 @@ from msdlib.io.dataset import (SKIP_MISSING, constant_columns, count_unpartition
                             feature_columns, load_songs, summarize_songs)
 from msdlib.core.evaluation import (classification_metrics, majority_baseline, spark_class_counts,
                                spark_confusion, spark_regression_metrics)
+from msdlib.core.split_digest import spark_split_digest
+from msdlib.io.champion import score_champion
 from msdlib.io.imputation import impute
 from msdlib.core.models import (DECADE_PREDICTION_COL, FOLD_COL, LABEL_COL, WEIGHT_COL,
                            YEAR_LABEL_COL, YEAR_PREDICTION_COL, CandidateResult,
@@ -41,6 +43,9 @@ from msdlib.core.splits import spark_fold, spark_is_test
 def main(argv: List[str]) -> int:
     parser = cli.build_parser("Train decade and year models on the songs in MongoDB, "
                               "evaluate them and impute unknown years.")
+    parser.add_argument("--champion-uri", default="",
+                        help="run folder of the current champion, scored on the same test "
+                             "split (empty: no champion yet)")
     args = parser.parse_args(argv)
     config = cli.load_job_config(args)
     run_id = cli.resolve_run_id(args.run_id)
@@ -63,7 +68,7 @@ def main(argv: List[str]) -> int:
             raise cli.UsageError(str(exc)) from exc
         print("training on {} database {!r}".format(redact_uri(mongo_uri),
                                                     config.mongo.database), file=sys.stderr)
-        summary = run_training(spark, config, run_id, mongo_uri)
+        summary = run_training(spark, config, run_id, mongo_uri, args.champion_uri)
         exit_code = cli.EXIT_OK
     except TrainingError as exc:
         print("error: {}".format(exc), file=sys.stderr, flush=True)
@@ -88,8 +93,8 @@ def check_settings(training: TrainingSettings) -> None:
                              "must be positive, read_partitions not negative")
 
 
-def run_training(spark: Any, config: PipelineConfig, run_id: str, mongo_uri: str
-                 ) -> Dict[str, Any]:
+def run_training(spark: Any, config: PipelineConfig, run_id: str, mongo_uri: str,
+                 champion_uri: str = "") -> Dict[str, Any]:
     training = config.training
     watch = Stopwatch()
     songs, counts = read_songs(spark, config, mongo_uri)
@@ -109,6 +114,10 @@ def run_training(spark: Any, config: PipelineConfig, run_id: str, mongo_uri: str
     watch.lap("decade_models")
     year = train_year(train, test, used, training)
     watch.lap("year_models")
+    champion = score_champion(champion_uri, test, prepared["classes"], prepared["mapping"]) \
+        if champion_uri else None
+    evaluation_split = spark_split_digest(test)
+    watch.lap("champion")
 
     artifacts = RunArtifacts(training.artifacts_uri, run_id)
     decade_model = with_decade_names(decade.pop("model"), prepared["classes"])
@@ -138,6 +147,8 @@ def run_training(spark: Any, config: PipelineConfig, run_id: str, mongo_uri: str
         "decade": decade,
         "year": year,
         "imputation": imputation,
+        "evaluation_split": evaluation_split,
+        "champion": champion,
         "seconds": watch.laps,
     }
     write_plots(artifacts, metrics, year.pop("test_predictions"), data["test"])
@@ -348,6 +359,8 @@ def job_summary(run_id: str, metrics: Mapping[str, Any], location: str) -> Dict[
         "constant_features_dropped": metrics["features"]["constant_dropped"],
         "artifacts": location,
         "imputed": imputation["imputed"] if imputation else 0,
+        "evaluation_split": metrics["evaluation_split"],
+        "champion": metrics["champion"],
         "stage_seconds": metrics["seconds"],
     }
 

@@ -61,10 +61,15 @@ class Decision:
 
 
 def decide(challenger: Scores, baseline: Scores, champion: Optional[Scores],
-           settings: GateSettings) -> Decision:
-    """The gate's decision for ``challenger`` against ``baseline`` and ``champion``."""
+           settings: GateSettings, champion_error: Optional[str] = None) -> Decision:
+    """The gate's decision for ``challenger`` against ``baseline`` and ``champion``;
+    ``champion_error`` says why a champion exists but could not be scored (the
+    challenger is then rejected: nothing shows that it is better)."""
     checks = [_absolute_check(challenger, baseline)]
-    if champion is None:
+    if champion_error:
+        checks.append(Check("champion_scored", False, "the champion could not be scored on "
+                                                      "this split: " + champion_error))
+    elif champion is None:
         checks.append(Check("first_model", True, "no champion yet: only the absolute "
                                                  "rule applies"))
     else:
@@ -103,14 +108,23 @@ def _f1_check(challenger: Scores, champion: Scores, tolerance: float) -> Check:
                      champion.decade_macro_f1, tolerance, floor))
 
 
+def decide_from_metrics(metrics: Mapping[str, Any], settings: GateSettings) -> Decision:
+    """The decision for the training run whose metrics.json is ``metrics``."""
+    scores = scores_from_metrics(metrics)
+    champion = metrics.get("champion") or {}
+    return decide(scores["challenger"], scores["baseline"], scores["champion"], settings,
+                  champion.get("error"))
+
+
 def scores_from_metrics(metrics: Mapping[str, Any]) -> Dict[str, Optional[Scores]]:
     """Challenger, baseline and champion scores from a training run's metrics.json
     (the champion's under ``champion``, present when one was scored)."""
     decade, year = metrics["decade"], metrics["year"]
     champion = metrics.get("champion")
+    scored = champion and "error" not in champion
     return {
         "challenger": Scores(year["test"]["rmse"], decade["test"]["macro_f1"]),
         "baseline": Scores(year["baseline"]["rmse"], decade["baseline"]["macro_f1"]),
         "champion": Scores(champion["year"]["rmse"], champion["decade"]["macro_f1"])
-        if champion else None,
+        if scored else None,
     }

@@ -30,6 +30,7 @@ class MongoSettings:
     songs_collection: str = "songs"
     errors_collection: str = "ingest_errors"
     runs_collection: str = "pipeline_runs"
+    decisions_collection: str = "model_decisions"
     airflow_conn_id: str = "mongo_default"
     # Idempotent batch writes are retried on connection errors (server restarting,
     # network blip): at most this many attempts, waiting retry_backoff_seconds,
@@ -188,6 +189,23 @@ class StagingSettings:
 
 
 @dataclass(frozen=True)
+class RetrainingSettings:
+    """The msd_retrain DAGs and the champion/challenger gate (docs/retraining.md)."""
+    # Cron or preset: msd_retrain runs on it or on a new `songs` asset event, whichever
+    # comes first; "" = on asset events only.
+    schedule: str = "@weekly"
+    # Promote only when the challenger's year RMSE is this many years below the
+    # champion's, and its decade macro-F1 at most this much below the champion's.
+    year_rmse_margin: float = 0.1
+    decade_f1_tolerance: float = 0.01
+    # A human approves each promotion in the Airflow UI (Required actions).
+    require_approval: bool = False
+    approval_timeout_hours: int = 72
+    # MLflow tracking server; "" = $MLFLOW_TRACKING_URI, else http://127.0.0.1:5000.
+    tracking_uri: str = ""
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     mongo: MongoSettings = field(default_factory=MongoSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -196,6 +214,7 @@ class PipelineConfig:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     staging: StagingSettings = field(default_factory=StagingSettings)
     emr: EmrSettings = field(default_factory=EmrSettings)
+    retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

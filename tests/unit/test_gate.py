@@ -2,6 +2,7 @@
 import pytest
 
 from msd_pipeline.gate import (AWAIT_APPROVAL, PROMOTE, REJECT, GateSettings, Scores, decide,
+                               decide_from_metrics,
                                scores_from_metrics)
 
 pytestmark = pytest.mark.unit
@@ -69,3 +70,13 @@ def test_decision_serializes_with_its_reasons():
     data = decide(Scores(7.0, 0.41), BASELINE, CHAMPION, SETTINGS).to_dict()
     assert data["outcome"] == PROMOTE and data["passed"] is True
     assert len(data["reasons"]) == len(data["checks"]) == 3
+
+
+def test_a_champion_that_could_not_be_scored_keeps_its_place():
+    metrics = {"decade": {"test": {"macro_f1": 0.9}, "baseline": {"macro_f1": 0.1}},
+               "year": {"test": {"rmse": 2.0}, "baseline": {"rmse": 10.0}},
+               "champion": {"uri": "s3://b/runs/old", "error": "FileNotFoundError: gone"}}
+    decision = decide_from_metrics(metrics, SETTINGS)
+    assert decision.outcome == REJECT
+    assert _rules(decision) == {"absolute": True, "champion_scored": False}
+    assert "FileNotFoundError: gone" in decision.reasons[1]

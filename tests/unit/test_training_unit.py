@@ -135,7 +135,7 @@ def test_prediction_update_sets_only_predicted():
 
     when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     update = prediction_update("TR1", 1987.6, "1980", "run/lr+rf", when, (1950, 2010))
-    assert update._filter == {"_id": "TR1"}
+    assert update._filter == {"_id": "TR1", "predicted.model_version": {"$ne": "run/lr+rf"}}
     assert update._doc == {"$set": {"predicted": {
         "year": 1988, "decade": 1980, "model_version": "run/lr+rf", "predicted_at": when}}}
 

@@ -20,7 +20,8 @@ STAGE_TASK_ID = "stage.stage_data"
 PUBLISH_TASK_ID = "stage.publish_job_config"
 INGEST_JOB = "ingest_songs.py"
 TRAIN_JOB = "train_models.py"
-JOB_SCRIPTS = (INGEST_JOB, TRAIN_JOB)
+IMPUTE_JOB = "impute_years.py"
+JOB_SCRIPTS = (INGEST_JOB, TRAIN_JOB, IMPUTE_JOB)
 SPARK_JOBS_DIR = os.path.join(PROJECT_ROOT, "spark_jobs")
 
 
@@ -89,6 +90,12 @@ class PipelineTarget(abc.ABC):
     @abc.abstractmethod
     def read_text(self, uri: str) -> Optional[str]:
         """The text of a file under the artifacts location, or None when it is absent."""
+
+    def read_bytes(self, uri: str) -> Optional[bytes]:
+        """The bytes of a file under the artifacts location (plots logged to the model
+        registry), or None when it is absent."""
+        text = self.read_text(uri)
+        return text.encode("utf-8") if text is not None else None
 
     def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
         """Target fields stored under ``target_details`` in the run record."""

@@ -4,8 +4,10 @@ The decade model and the year model run one after the other on the unknown-year 
 (``features.year`` null, features valid); each Spark partition writes
 ``predicted: {year, decade, model_version, predicted_at}`` back to its songs with
 unordered bulk ``UpdateOne`` batches. Only the ``predicted`` field is set, as a whole,
-so the original fields stay untouched and a re-run replaces the previous prediction
-instead of adding one. A predicted year is clipped to the labelled songs' year range
+so the original fields stay untouched and a newer model replaces the previous
+prediction instead of adding one. A song already predicted by ``model_version`` is
+left as it is (the update's filter skips it): re-running a version, or keeping the
+champion after a rejected challenger, writes only the songs it has not dated yet. A predicted year is clipped to the labelled songs' year range
 (a linear model can extrapolate past it, e.g. to next year). The count of written
 songs comes back as a small sum.
 
@@ -24,7 +26,8 @@ def prediction_update(track_id: str, year: float, decade: str, model_version: st
     from pymongo import UpdateOne
 
     low, high = year_bounds
-    return UpdateOne({"_id": track_id}, {"$set": {"predicted": {
+    return UpdateOne({"_id": track_id, "predicted.model_version": {"$ne": model_version}},
+                     {"$set": {"predicted": {
         "year": min(max(int(round(year)), low), high),
         "decade": int(decade),
         "model_version": model_version,

@@ -166,6 +166,13 @@ class EmrTarget(PipelineTarget):
             return None
         return hook.read_key(key, bucket_name=bucket)
 
+    def read_bytes(self, uri: str) -> Optional[bytes]:
+        bucket, key = split_s3_uri(uri)
+        hook = _s3_hook(self.emr)
+        if not hook.check_for_key(key, bucket_name=bucket):
+            return None
+        return hook.get_key(key, bucket_name=bucket).get()["Body"].read()
+
     def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
         emr = from_dict(run["config"]).emr
         cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)

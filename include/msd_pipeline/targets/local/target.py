@@ -68,5 +68,12 @@ class LocalTarget(PipelineTarget):
         except FileNotFoundError:
             return None
 
+    def read_bytes(self, uri: str) -> Optional[bytes]:
+        try:
+            with open(uri, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
     def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
         return {"spark_conn_id": self.config.pipeline.spark_conn_id}
