@@ -49,8 +49,11 @@ PARSE_PROBE = textwrap.dedent("""
         "parse_seconds": {stat.file: stat.duration.total_seconds() for stat in bag.dagbag_stats},
     }))
 """)
+RETRAINING_TASKS = {"model.resolve_champion", "spark.train_evaluate", "model.decide",
+                    "model.promote", "model.champion", "spark.impute", "report.collect_metrics"}
 PIPELINE_TASKS = {"prepare_run", "stage.stage_data", "stage.publish_job_config",
-                  "spark.ingest", "spark.train_evaluate_impute", "report.collect_metrics"}
+                  "spark.ingest", "spark.songs_ingested"} | RETRAINING_TASKS
+RETRAIN_TASKS = {"prepare_run", "check_trigger", "stage.publish_job_config"} | RETRAINING_TASKS
 
 
 def parse_dags_folder() -> dict:

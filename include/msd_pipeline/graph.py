@@ -1,15 +1,30 @@
 """The pipeline's one task graph, built for an executor ("target").
 
-``build_pipeline_dag(dag_id, target)`` wires the same tasks for every target:
+``build_pipeline_dag(dag_id, target)`` wires the whole lifecycle in one run:
 
     prepare_run → [setup] → stage.stage_data → stage.publish_job_config
-      → spark.ingest → spark.train_evaluate_impute → report.collect_metrics → [teardown]
+      → spark.ingest → spark.songs_ingested (publishes the `songs` asset)
+      → <retraining>  → report.collect_metrics → [teardown]
 
-The target (``msd_pipeline.targets``) decides how data is staged, how a Spark job runs
-(spark-submit to a master, or an EMR step) and where files live; the graph, the
-Params form (``msd_pipeline.params``), the run record and the metrics collection are
-shared. Building the DAG
-reads ``include/pipeline.toml`` and nothing else: no connection, no network.
+``build_retrain_dag(dag_id, target)`` wires the retraining alone, scheduled on the
+`songs` asset or the ``[retraining] schedule`` cron, whichever comes first:
+
+    prepare_run → check_trigger → [setup] → stage.publish_job_config
+      → <retraining> → report.collect_metrics → [teardown]
+
+where <retraining> is, in both:
+
+    model.resolve_champion → spark.train_evaluate (scores the champion on the same split)
+      → model.decide (MLflow run + challenger version, gate, decision record)
+      → [model.approve] → model.promote → model.champion → spark.impute (champion only)
+
+One ingest trains once: the pipeline's `songs` event says ``retrain: false`` when the
+pipeline trains on its own songs (param ``train``), and msd_retrain's check_trigger skips
+a run whose events all say so. The target (``msd_pipeline.targets``) decides how data is
+staged, how a Spark job runs (spark-submit to a master, or an EMR step) and where files
+live; the graph, the Params form (``msd_pipeline.params``), the run record and the
+metrics collection are shared. Building a DAG reads ``include/pipeline.toml`` and
+nothing else: no connection, no network.
 """
 import datetime
 import json
@@ -17,46 +32,81 @@ import logging
 import re
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from airflow.sdk import DAG, BaseOperator, TaskGroup, XComArg, chain, get_current_context, task
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import (DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTriggerTimetable,
+                         TaskGroup, XComArg, chain, get_current_context, task)
 from airflow.sdk.exceptions import AirflowFailException
 
 from msdlib.config import ConfigError, PipelineConfig, from_dict, load_config
-from msd_pipeline import run_records
-from msd_pipeline.params import config_overrides, pipeline_params
-from msd_pipeline.targets.base import (INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB, PipelineTarget,
-                                       TaskLike, job_config_field, run_field)
+from msd_pipeline import decisions, retraining, run_records
+from msd_pipeline.params import RETRAIN_PARAMS, config_overrides, pipeline_params
+from msd_pipeline.targets.base import (IMPUTE_JOB, INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB,
+                                       PipelineTarget, TaskLike, job_config_field, run_field)
 
 log = logging.getLogger(__name__)
+
+# Songs in MongoDB: every ingest publishes an event carrying its run, counts and source.
+SONGS = Asset(name="songs", uri="msd://mongodb/songs", group="msd")
+CHAMPION_TASK_ID = "model.champion"
+DECIDE_TASK_ID = "model.decide"
+RESOLVE_TASK_ID = "model.resolve_champion"
+PROMOTE_TASK_ID = "model.promote"
+APPROVE_TASK_ID = "model.approve"
 
 
 def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
                        doc_md: Optional[str] = None, tags: Sequence[str] = (),
                        config: Optional[PipelineConfig] = None) -> DAG:
-    """The pipeline DAG for ``target``; ``config`` defaults to include/pipeline.toml."""
+    """The whole-lifecycle DAG for ``target``; ``config`` defaults to include/pipeline.toml."""
     config = config or load_config()
+    with _dag(dag_id, target, config, description, doc_md, tags,
+              schedule=config.pipeline.schedule or None,
+              params={**pipeline_params(config), **target.extra_params()}) as dag:
+        _wire_graph(target, config, retrain_only=False)
+    return dag
+
+
+def build_retrain_dag(dag_id: str, target: PipelineTarget, *, description: str,
+                      doc_md: Optional[str] = None, tags: Sequence[str] = (),
+                      config: Optional[PipelineConfig] = None) -> DAG:
+    """The retraining DAG for ``target``: on a `songs` event or the cron, whichever first."""
+    config = config or load_config()
+    cron = config.retraining.schedule
+    schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
+                                   assets=SONGS) if cron else SONGS
+    params = {name: param for name, param in pipeline_params(config).items()
+              if name in RETRAIN_PARAMS}
+    with _dag(dag_id, target, config, description, doc_md, ("retrain",) + tuple(tags),
+              schedule=schedule, params={**params, **target.extra_params()}) as dag:
+        _wire_graph(target, config, retrain_only=True)
+    return dag
+
+
+def _dag(dag_id: str, target: PipelineTarget, config: PipelineConfig, description: str,
+         doc_md: Optional[str], tags: Sequence[str], *, schedule: Any,
+         params: Dict[str, Any]) -> DAG:
     settings = config.pipeline
     step_timeout = datetime.timedelta(minutes=settings.step_timeout_minutes)
-    default_args = {
-        "owner": settings.owner,
-        "retries": settings.retries,
-        "retry_delay": datetime.timedelta(minutes=settings.retry_delay_minutes),
-        "execution_timeout": step_timeout,
-    }
-    with DAG(
+    approval_wait = datetime.timedelta(hours=config.retraining.approval_timeout_hours) \
+        if config.retraining.require_approval else datetime.timedelta(0)
+    return DAG(
         dag_id=dag_id,
         description=description,
         doc_md=doc_md,
-        schedule=settings.schedule or None,
+        schedule=schedule,
         start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=step_timeout * 3,
-        default_args=default_args,
-        params={**pipeline_params(config), **target.extra_params()},
+        dagrun_timeout=step_timeout * 4 + approval_wait,
+        default_args={
+            "owner": settings.owner,
+            "retries": settings.retries,
+            "retry_delay": datetime.timedelta(minutes=settings.retry_delay_minutes),
+            "execution_timeout": step_timeout,
+        },
+        params=params,
         tags=["msd", "spark", target.name, *tags],
-    ) as dag:
-        _wire_graph(target)
-    return dag
+    )
 
 
 def run_key_for(run_id: str) -> str:
@@ -64,7 +114,7 @@ def run_key_for(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
 
 
-def _wire_graph(target: PipelineTarget) -> None:
+def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bool) -> None:
     @task(task_id=PREPARE_TASK_ID, multiple_outputs=False,
           execution_timeout=datetime.timedelta(minutes=5))
     def prepare_run() -> Dict[str, Any]:
@@ -91,51 +141,206 @@ def _wire_graph(target: PipelineTarget) -> None:
             "run_uri": run_uri,
             "ingest_summary_uri": run_uri + "/ingest_summary.json",
             "train_summary_uri": run_uri + "/train_summary.json",
+            "impute_summary_uri": run_uri + "/impute_summary.json",
             "metrics_uri": run_uri + "/metrics.json",
         }
 
     @task(task_id="publish_job_config", execution_timeout=datetime.timedelta(minutes=5))
-    def publish_job_config(run: Dict[str, Any], staged: Dict[str, Any]) -> str:
-        """Write the job configuration with the staged source; return its location."""
-        config = from_dict(run["config"]).with_overrides(
-            {"ingest.source": staged["source"]})
+    def publish_job_config(run: Dict[str, Any], staged: Optional[Dict[str, Any]]) -> str:
+        """Write the job configuration (with the staged source); return its location."""
+        config = from_dict(run["config"])
+        if staged:
+            config = config.with_overrides({"ingest.source": staged["source"]})
         location = target.publish_job_config(run, config.to_json())
         log.info("Job configuration for run %s: %s", run["run_key"], location)
         return location
 
-    @task(task_id="collect_metrics", multiple_outputs=False,
+    @task(task_id="collect_metrics", multiple_outputs=False, trigger_rule="none_failed",
           execution_timeout=datetime.timedelta(minutes=10))
-    def collect_metrics(run: Dict[str, Any], staged: Dict[str, Any], config_uri: str) -> Dict[str, Any]:
-        """Summaries and metrics → a pipeline_runs record; the report's location → the log."""
+    def collect_metrics(run: Dict[str, Any], staged: Optional[Dict[str, Any]],
+                        config_uri: str) -> Dict[str, Any]:
+        """Summaries, metrics and the decision → a pipeline_runs record; the report's
+        location → the log."""
         context = get_current_context()
+        decision = context["ti"].xcom_pull(task_ids=DECIDE_TASK_ID, key="decision")
         record = run_records.build_run_record(
             run, staged, config_uri, read_json=lambda uri: _read_json(target, uri),
             started_at=context["dag_run"].start_date,
             target_details=target.run_record_details(run, context),
-            report_exists=lambda uri: target.read_text(uri) is not None)
+            report_exists=lambda uri: target.read_text(uri) is not None,
+            decision=decisions.find_decision(decision["_id"], from_dict(run["config"]).mongo)
+            if decision else None)
         run_records.save_run_record(record, from_dict(run["config"]).mongo)
         log.info("Run record %s stored in pipeline_runs", record["_id"])
         log.info("Report: %s", record["artifacts"]["report_uri"] or "(none written)")
         return run_records.summarize(record)
 
+    @task.short_circuit(task_id="songs_ingested", outlets=[SONGS],
+                        ignore_downstream_trigger_rules=False,
+                        execution_timeout=datetime.timedelta(minutes=5))
+    def songs_ingested(run: Dict[str, Any]) -> bool:
+        """Publish the `songs` asset event; go on to training when param ``train`` is set
+        (else msd_retrain trains on these songs)."""
+        context = get_current_context()
+        train_here = bool(run["params"].get("train", True))
+        summary = _read_json(target, run["ingest_summary_uri"]) or {}
+        extra = songs_event_extra(run, summary, train_here)
+        context["outlet_events"][SONGS].extra = extra
+        log.info("songs event: %s", extra)
+        return train_here
+
     run = prepare_run()
     setup_tasks = _as_list(target.setup(run))
-    with TaskGroup("stage", tooltip="Stage the songs and publish the job configuration"):
-        staged = _as_xcom_arg(target.stage_data(run))
-        config_uri = publish_job_config(run, staged)
-    with TaskGroup("spark", tooltip="Spark jobs: ingest, then train + evaluate + impute"):
-        ingest = target.spark_step("ingest", INGEST_JOB, _job_args("ingest_summary_uri"))
-        train = target.spark_step("train_evaluate_impute", TRAIN_JOB, _job_args("train_summary_uri"))
-        chain(ingest, train)
-    with TaskGroup("report", tooltip="Metrics, run record and report location"):
+    groups = _Groups()
+    if retrain_only:
+        first = check_trigger()
+        chain(run, first)
+        with TaskGroup("stage", tooltip="Publish the job configuration"):
+            staged = None
+            config_uri = publish_job_config(run, None)
+        chain(first, *setup_tasks, config_uri)
+        trained_after = config_uri
+    else:
+        with TaskGroup("stage", tooltip="Stage the songs and publish the job configuration"):
+            staged = _as_xcom_arg(target.stage_data(run))
+            config_uri = publish_job_config(run, staged)
+        with groups.spark:
+            ingest = target.spark_step("ingest", INGEST_JOB, _job_args("ingest_summary_uri"))
+            announced = songs_ingested(run)
+            chain(ingest, announced)
+        chain(run, *setup_tasks, staged)
+        chain(config_uri, ingest)
+        trained_after = announced
+    last = _wire_retraining(target, config, groups, run, trained_after)
+    with TaskGroup("report", tooltip="Metrics, decision, run record and report location"):
         summary = collect_metrics(run, staged, config_uri)
-    chain(run, *setup_tasks, staged)
-    chain(config_uri, ingest)
-    chain(train, summary)
+    chain(last, summary)
     teardown = target.teardown(run)
     if teardown is not None:
         chain(summary, teardown)
         teardown.as_teardown(setups=_first_operator(setup_tasks))
+
+
+@task.short_circuit(task_id="check_trigger", ignore_downstream_trigger_rules=True,
+                    execution_timeout=datetime.timedelta(minutes=5))
+def check_trigger() -> bool:
+    """Skip the run when every `songs` event that triggered it comes from a pipeline run
+    that trains on its own songs (one ingest, one training)."""
+    context = get_current_context()
+    events = decisions.asset_event_summaries(context.get("triggering_asset_events"))
+    if decisions.trained_elsewhere(events):
+        log.info("Skipping: the %d songs event(s) come from runs that train themselves: %s",
+                 len(events), [event["source_run_id"] for event in events])
+        return False
+    log.info("Retraining (%s run, %d songs event(s))", context["dag_run"].run_type,
+             len(events))
+    return True
+
+
+def songs_event_extra(run: Dict[str, Any], ingest_summary: Dict[str, Any],
+                      train_here: bool) -> Dict[str, Any]:
+    """The `songs` event's extra: the ingest run, its counts and source, and whether a
+    retraining DAG should train on these songs (``retrain``)."""
+    return {
+        "run_id": run["airflow_run_id"], "run_key": run["run_key"], "dag_id": run["dag_id"],
+        "source": ingest_summary.get("source") or run["config"]["ingest"]["source"],
+        "counts": {key: ingest_summary[key] for key in (
+            "files_seen", "files_ingested", "files_failed") if key in ingest_summary},
+        "retrain": not train_here,
+    }
+
+
+class _Groups:
+    """The task groups tasks are added to in several places (a group id is unique)."""
+
+    def __init__(self) -> None:
+        self.spark = TaskGroup("spark", tooltip="Spark jobs: ingest, train + evaluate, impute")
+        self.model = TaskGroup("model", tooltip="Champion/challenger: registry, gate, promotion")
+
+
+def _champion_field(key: str) -> str:
+    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (CHAMPION_TASK_ID, key)
+
+
+def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Groups,
+                     run: XComArg, after: TaskLike) -> TaskLike:
+    """resolve_champion → train_evaluate → decide → [approve] → promote → champion →
+    impute; returns the last task."""
+    approve_task = APPROVE_TASK_ID if config.retraining.require_approval else None
+
+    @task(task_id="resolve_champion", execution_timeout=datetime.timedelta(minutes=5))
+    def resolve_champion(run: Dict[str, Any]) -> Dict[str, str]:
+        """The champion's registry version and run folder (empty: no champion yet)."""
+        champion = retraining.current_champion(from_dict(run["config"]))
+        log.info("Champion: %s", champion["label"] or "none yet")
+        return champion
+
+    @task.branch(task_id="decide", execution_timeout=datetime.timedelta(minutes=15))
+    def decide(run: Dict[str, Any], champion: Dict[str, str]) -> List[str]:
+        """Log + register the challenger, apply the gate, store the decision record."""
+        context = get_current_context()
+        record = retraining.register_and_decide(
+            run, target, champion, run_type=str(context["dag_run"].run_type),
+            dag_version_id=str(getattr(context["ti"], "dag_version_id", "") or ""),
+            asset_events=decisions.asset_event_summaries(
+                context.get("triggering_asset_events")))
+        context["ti"].xcom_push(key="decision", value=record)
+        context["ti"].xcom_push(key="approval_body", value=retraining.approval_body(record))
+        return retraining.next_tasks(record, PROMOTE_TASK_ID, approve_task, CHAMPION_TASK_ID)
+
+    @task(task_id="promote", execution_timeout=datetime.timedelta(minutes=5))
+    def promote(run: Dict[str, Any]) -> Dict[str, Any]:
+        """Move the `champion` alias to the challenger (`previous`: the old champion)."""
+        record = get_current_context()["ti"].xcom_pull(task_ids=DECIDE_TASK_ID,
+                                                       key="decision")
+        return retraining.promote(run, record)
+
+    @task.short_circuit(task_id="champion", trigger_rule="none_failed_min_one_success",
+                        ignore_downstream_trigger_rules=False,
+                        execution_timeout=datetime.timedelta(minutes=5))
+    def champion(run: Dict[str, Any]) -> Optional[Dict[str, str]]:
+        """The champion after the decision: imputation's model (none: imputation skips)."""
+        ti = get_current_context()["ti"]
+        record = ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision")
+        retraining.close_decision(run, record,
+                                  promoted=ti.xcom_pull(task_ids=PROMOTE_TASK_ID) is not None)
+        serving = retraining.current_champion(from_dict(run["config"]))
+        if not run["config"]["training"]["impute"] or not serving["version"]:
+            log.info("No imputation: %s", "impute is off" if serving["version"]
+                     else "no champion yet")
+            return None
+        return serving
+
+    with groups.model:
+        current = resolve_champion(run)
+    with groups.spark:
+        train = target.spark_step("train_evaluate", TRAIN_JOB, _job_args("train_summary_uri") + [
+            "--champion-uri", "{{ ti.xcom_pull(task_ids='%s')['artifacts_uri'] }}"
+            % RESOLVE_TASK_ID, "--set", "training.impute=false"])
+    with groups.model:
+        decided = decide(run, current)
+        promoted = promote(run)
+        serving = champion(run)
+        if approve_task:
+            approval = ApprovalOperator(
+                task_id="approve",
+                subject="Promote the challenger of run {{ run_id }} to champion?",
+                body="{{ ti.xcom_pull(task_ids='%s', key='approval_body') }}" % DECIDE_TASK_ID,
+                defaults="Reject",
+                response_timeout=datetime.timedelta(
+                    hours=config.retraining.approval_timeout_hours),
+                execution_timeout=None)
+            chain(decided, approval, promoted)
+        else:
+            chain(decided, promoted)
+        chain([decided, promoted], serving)
+    with groups.spark:
+        impute = target.spark_step("impute", IMPUTE_JOB, _job_args("impute_summary_uri") + [
+            "--model-uri", _champion_field("artifacts_uri"),
+            "--model-label", _champion_field("label")])
+    chain(after, current, train, decided)
+    chain(serving, impute)
+    return impute
 
 
 def _job_args(summary_field: str) -> List[str]:

@@ -10,6 +10,9 @@ from msdlib.core.models import CLASSIFIERS, REGRESSORS
 KNOWN_CLASSIFIERS = list(CLASSIFIERS)
 KNOWN_REGRESSORS = list(REGRESSORS)
 STAGING_MODES = ["auto", "path", "url", "generated"]
+# The fields of msd_retrain's form (it stages and ingests nothing).
+RETRAIN_PARAMS = ("classifiers", "regressors", "folds", "test_fraction", "seed", "impute",
+                  "config_overrides")
 
 # Form field → dotted config key it overrides.
 PARAM_CONFIG_KEYS = {
@@ -60,7 +63,11 @@ def pipeline_params(config: PipelineConfig) -> Dict[str, Param]:
         "test_fraction": Param(training.test_fraction, type="number", exclusiveMinimum=0,
                                exclusiveMaximum=1, title="Test fraction (artist-disjoint)"),
         "seed": Param(training.seed, type="integer", title="Random seed"),
-        "impute": Param(training.impute, type="boolean", title="Impute unknown years"),
+        "impute": Param(training.impute, type="boolean", title="Impute unknown years",
+                        description="with the champion, after the champion/challenger gate"),
+        "train": Param(True, type="boolean", title="Train after ingest",
+                       description="off: ingest only; the songs event then triggers "
+                                   "msd_retrain"),
         "config_overrides": Param({}, type="object", title="Advanced: config overrides",
                                   description='Dotted keys, e.g. {"training.parallelism": 1}'),
     }

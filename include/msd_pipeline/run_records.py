@@ -9,10 +9,12 @@ Schema (``schema_version`` 1), shared by every target:
     recorded_at      when this record was written (datetime, UTC)
     params           the Params form values of the run
     config           the resolved configuration the jobs ran with (no secrets)
-    data             the StagedData of the stage step
-    ingest           the ingest job's JSON summary
-    training         the training job's JSON summary
-    metrics          the content of metrics.json
+    data             the StagedData of the stage step (None: msd_retrain runs stage nothing)
+    ingest           the ingest job's JSON summary (None for msd_retrain runs)
+    training         the training job's JSON summary (None: ingest-only run, param train off)
+    metrics          the content of metrics.json (None likewise)
+    imputation       the impute job's JSON summary (None: nothing imputed)
+    decision         the champion/challenger decision record (msd_pipeline.decisions)
     artifacts        {run_uri, metrics_uri, report_uri, config_uri}
     target_details   target-specific facts (EMR: cluster id, instance-hours, cost)
 """
@@ -34,11 +36,16 @@ class MissingOutputError(RuntimeError):
 def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: str, *,
                      read_json: JsonReader, started_at: Optional[datetime.datetime],
                      target_details: Dict[str, Any],
-                     report_exists: Callable[[str], bool]) -> Dict[str, Any]:
-    """The run record of ``run`` (the ``prepare_run`` result), reading the jobs' outputs."""
-    ingest = _required(read_json, run["ingest_summary_uri"], "ingest summary")
-    training = _required(read_json, run["train_summary_uri"], "training summary")
-    metrics = _required(read_json, run["metrics_uri"], "metrics.json")
+                     report_exists: Callable[[str], bool],
+                     decision: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The run record of ``run`` (the ``prepare_run`` result), reading the jobs' outputs:
+    the ingest's when the run staged songs, the training's unless param ``train`` is off."""
+    ingest = _required(read_json, run["ingest_summary_uri"], "ingest summary") \
+        if staged is not None else None
+    trained = run["params"].get("train", True)
+    training = _required(read_json, run["train_summary_uri"], "training summary") \
+        if trained else None
+    metrics = _required(read_json, run["metrics_uri"], "metrics.json") if trained else None
     return {
         "_id": "{}:{}".format(run["dag_id"], run["run_key"]),
         "schema_version": SCHEMA_VERSION,
@@ -55,10 +62,13 @@ def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: st
         "ingest": ingest,
         "training": training,
         "metrics": metrics,
+        "imputation": read_json(run["impute_summary_uri"]) if trained else None,
+        "decision": decision,
         "artifacts": {
             "run_uri": run["run_uri"],
             "metrics_uri": run["metrics_uri"],
-            "report_uri": find_report(run["run_uri"], training, report_exists),
+            "report_uri": find_report(run["run_uri"], training, report_exists)
+            if training else None,
             "config_uri": config_uri,
         },
         "target_details": target_details,
@@ -90,16 +100,22 @@ def save_run_record(record: Dict[str, Any], mongo: MongoSettings) -> None:
 
 def summarize(record: Dict[str, Any]) -> Dict[str, Any]:
     """The small, JSON-safe summary pushed to XCom."""
-    training = record["training"]
+    training = record["training"] or {}
+    decision = record.get("decision") or {}
     return {
         "run_record_id": record["_id"],
         "target": record["target"],
-        "data_source": record["data"].get("source"),
-        "ingest": _pick(record["ingest"], ("files_seen", "files_ingested", "files_duplicate",
-                                           "files_failed", "years_out_of_range", "seconds")),
+        "data_source": (record["data"] or {}).get("source"),
+        "ingest": _pick(record["ingest"] or {}, ("files_seen", "files_ingested",
+                                                 "files_duplicate", "files_failed",
+                                                 "years_out_of_range", "seconds")),
         "decade": _pick(training.get("decade", {}), ("chosen", "test", "baseline")),
         "year": _pick(training.get("year", {}), ("chosen", "test", "baseline")),
-        "imputed": training.get("imputed"),
+        "imputed": (record.get("imputation") or {}).get("imputed"),
+        "decision": {"status": decision.get("status"),
+                     "challenger": (decision.get("challenger") or {}).get("label"),
+                     "reasons": (decision.get("gate") or {}).get("reasons")}
+        if decision else None,
         "report_uri": record["artifacts"]["report_uri"],
         "metrics_uri": record["artifacts"]["metrics_uri"],
     }

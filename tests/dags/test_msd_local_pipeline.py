@@ -9,17 +9,22 @@ def test_local_pipeline_graph(parsed):
     assert upstream["prepare_run"] == set()
     assert upstream["stage.stage_data"] == {"prepare_run"}
     assert "stage.publish_job_config" in upstream["spark.ingest"]
-    assert upstream["spark.train_evaluate_impute"] == {"spark.ingest"}
-    assert "spark.train_evaluate_impute" in upstream["report.collect_metrics"]
+    assert upstream["spark.songs_ingested"] == {"prepare_run", "spark.ingest"}
+    assert "spark.songs_ingested" in upstream["model.resolve_champion"]
+    assert upstream["spark.train_evaluate"] == {"model.resolve_champion"}
+    assert upstream["model.champion"] == {"prepare_run", "model.decide", "model.promote"}
+    assert upstream["spark.impute"] == {"model.champion"}
+    assert "spark.impute" in upstream["report.collect_metrics"]
     assert {"msd", "spark", "local"} <= set(dag["tags"])
 
 
-def test_scheduled_retraining_without_catchup(parsed):
+def test_the_whole_lifecycle_runs_on_demand_retraining_is_msd_retrain(parsed):
     from msdlib.config import load_config
 
     dag = parsed["dags"]["msd_local_pipeline"]
-    assert dag["schedule"] == load_config().pipeline.schedule != ""
+    assert load_config().pipeline.schedule == "" and dag["schedule"] is None
     assert dag["catchup"] is False
+    assert dag["params"]["train"] is True
 
 
 def test_params_form_defaults_come_from_the_configuration(parsed):

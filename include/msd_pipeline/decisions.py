@@ -1,0 +1,123 @@
+"""Decision records: one document per champion/challenger decision in ``model_decisions``.
+
+Schema (``schema_version`` 1):
+
+    _id              "<dag_id>:<run_key>" (the training run's record in pipeline_runs has
+                     the same id and embeds this document under ``decision``)
+    dag_id, airflow_run_id, run_key, run_type, dag_version_id
+    asset_events     the `songs` events that triggered the run: asset, source DAG/run,
+                     timestamp and extra (ingest run id, counts, source)
+    config           the retraining settings and the training settings of the run
+    challenger       registry version, run folder, MLflow run, test + baseline scores
+    champion         the champion before the decision: version, run folder, its scores
+                     on the same split (or the error that kept it from being scored)
+    evaluation_split {hash, songs}: the artist-disjoint test split both were scored on
+    gate             {outcome, passed, reasons, checks}: the pure rules' verdict
+    status           "promoted" | "rejected" | "awaiting_approval" |
+                     "rejected_by_approver" | "rolled_back_to"
+    decided_at, updated_at
+"""
+import contextlib
+import datetime
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+
+from msdlib.config import MongoSettings
+from msd_pipeline.gate import AWAIT_APPROVAL, PROMOTE, Decision
+
+SCHEMA_VERSION = 1
+PROMOTED = "promoted"
+REJECTED = "rejected"
+AWAITING_APPROVAL = "awaiting_approval"
+REJECTED_BY_APPROVER = "rejected_by_approver"
+
+
+def build_decision_record(run: Mapping[str, Any], metrics: Mapping[str, Any],
+                          decision: Decision, challenger: Mapping[str, Any],
+                          champion: Optional[Mapping[str, Any]], *, run_type: str,
+                          dag_version_id: Optional[str],
+                          asset_events: List[Dict[str, Any]]) -> Dict[str, Any]:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status = {PROMOTE: PROMOTED, AWAIT_APPROVAL: AWAITING_APPROVAL}.get(decision.outcome,
+                                                                          REJECTED)
+    return {
+        "_id": "{}:{}".format(run["dag_id"], run["run_key"]),
+        "schema_version": SCHEMA_VERSION,
+        "dag_id": run["dag_id"],
+        "airflow_run_id": run["airflow_run_id"],
+        "run_key": run["run_key"],
+        "run_type": run_type,
+        "dag_version_id": dag_version_id,
+        "asset_events": asset_events,
+        "config": {"retraining": run["config"]["retraining"],
+                   "training": run["config"]["training"]},
+        "challenger": dict(challenger, scores=_scores(metrics)),
+        "champion": dict(champion, scores=metrics.get("champion")) if champion else None,
+        "evaluation_split": metrics.get("evaluation_split"),
+        "gate": decision.to_dict(),
+        "status": status,
+        "decided_at": now,
+        "updated_at": now,
+    }
+
+
+def _scores(metrics: Mapping[str, Any]) -> Dict[str, Any]:
+    decade, year = metrics["decade"], metrics["year"]
+    return {
+        "decade": {"chosen": decade["chosen"], "macro_f1": decade["test"]["macro_f1"],
+                   "accuracy": decade["test"].get("accuracy"),
+                   "baseline_macro_f1": decade["baseline"]["macro_f1"]},
+        "year": {"chosen": year["chosen"], "rmse": year["test"]["rmse"],
+                 "mae": year["test"].get("mae"), "baseline_rmse": year["baseline"]["rmse"]},
+    }
+
+
+def asset_event_summaries(events_by_asset: Any) -> List[Dict[str, Any]]:
+    """The triggering asset events of a run (``context["triggering_asset_events"]``) as
+    plain dicts."""
+    summaries = []
+    for events in (events_by_asset or {}).values():
+        for event in events:
+            asset = getattr(event, "asset", None)
+            timestamp = getattr(event, "timestamp", None)
+            summaries.append({
+                "asset": getattr(asset, "name", None) or getattr(asset, "uri", None),
+                "source_dag_id": getattr(event, "source_dag_id", None),
+                "source_run_id": getattr(event, "source_run_id", None),
+                "timestamp": timestamp.isoformat() if timestamp else None,
+                "extra": dict(getattr(event, "extra", None) or {}),
+            })
+    return summaries
+
+
+def trained_elsewhere(events: Iterable[Mapping[str, Any]]) -> bool:
+    """True when every triggering event comes from a run that trains on its own songs
+    (extra ``retrain: false``): that ingest has had its training already."""
+    events = list(events)
+    return bool(events) and all(event["extra"].get("retrain") is False for event in events)
+
+
+def save_decision(record: Mapping[str, Any], mongo: MongoSettings) -> None:
+    """Replace-upsert ``record`` through the Airflow connection ``mongo.airflow_conn_id``."""
+    with _collection(mongo) as collection:
+        collection.replace_one({"_id": record["_id"]}, dict(record), upsert=True)
+
+
+def set_status(record_id: str, status: str, mongo: MongoSettings,
+               **fields: Any) -> None:
+    with _collection(mongo) as collection:
+        collection.update_one({"_id": record_id}, {"$set": dict(
+            fields, status=status, updated_at=datetime.datetime.now(datetime.timezone.utc))})
+
+
+def find_decision(record_id: str, mongo: MongoSettings) -> Optional[Dict[str, Any]]:
+    with _collection(mongo) as collection:
+        return collection.find_one({"_id": record_id})
+
+
+@contextlib.contextmanager
+def _collection(mongo: MongoSettings) -> Iterator[Any]:
+    """The decisions collection of ``mongo`` through the Airflow MongoHook."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    with MongoHook(mongo_conn_id=mongo.airflow_conn_id) as hook:
+        yield hook.get_collection(mongo.decisions_collection, mongo_db=mongo.database)
