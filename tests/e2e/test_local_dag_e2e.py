@@ -33,7 +33,7 @@ def mongo_user(mongo_uri):
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory, mongo_uri, mongo_user, spark_master_url):
+def pipeline_run(tmp_path_factory, mongo_uri, mongo_user, spark_master_url, mlflow_tracking_uri):
     work = tmp_path_factory.mktemp("local_dag")
     database = "e2e_" + uuid.uuid4().hex[:10]
     host = mongo_uri.split("//", 1)[1].rstrip("/")
@@ -46,6 +46,7 @@ def pipeline_run(tmp_path_factory, mongo_uri, mongo_user, spark_master_url):
             "spark_default": spark_connection(spark_master_url),
         },
         config_overrides={"pipeline.retries": 0, "mongo.database": database,
+                          "retraining.tracking_uri": mlflow_tracking_uri,
                           "staging.data_dir": str(work / "data"),
                           "training.artifacts_uri": str(work / "artifacts"), **FAST_TRAINING})
     result = run_dags_test("msd_local_pipeline", env, conf=FORM)
@@ -165,3 +166,72 @@ def _rendered_fields(env):
         return [str(row[0]) for row in db.execute(
             "SELECT rendered_fields FROM rendered_task_instance_fields "
             "WHERE dag_id = 'msd_local_pipeline'")]
+
+
+def test_ingest_publishes_the_songs_asset_with_its_run_counts_and_source(pipeline_run):
+    record = pipeline_run["db"].pipeline_runs.find_one()
+    with _airflow_db(pipeline_run["env"]) as db:
+        rows = db.execute(
+            "SELECT e.extra, e.source_dag_id, e.source_run_id FROM asset_event e "
+            "JOIN asset a ON a.id = e.asset_id WHERE a.name = 'songs'").fetchall()
+    assert len(rows) == 1
+    extra, source_dag_id, source_run_id = rows[0]
+    extra = json.loads(extra)
+    assert (source_dag_id, source_run_id) == ("msd_local_pipeline", record["airflow_run_id"])
+    assert extra["run_id"] == record["airflow_run_id"]
+    assert extra["counts"]["files_ingested"] == SONGS
+    assert extra["source"] == record["data"]["source"]
+    assert extra["retrain"] is False  # this run trains on its own songs
+
+
+def test_first_model_promoted_and_imputation_names_its_version(pipeline_run):
+    record = pipeline_run["db"].pipeline_runs.find_one()
+    decision = record["decision"]
+    assert decision["status"] == "promoted"
+    assert decision["champion"] is None
+    assert [check["rule"] for check in decision["gate"]["checks"]] == ["absolute", "first_model"]
+    assert decision["evaluation_split"]["songs"] == record["metrics"]["data"]["test"]
+    label = decision["challenger"]["label"]
+    assert pipeline_run["db"].model_decisions.find_one({"_id": record["_id"]})["status"] == \
+        "promoted"
+    versions = pipeline_run["db"].songs.distinct("predicted.model_version")
+    assert versions == [label]
+    assert record["imputation"]["model_version"] == label
+
+
+@pytest.fixture(scope="module")
+def retrain_run(pipeline_run):
+    """msd_retrain_local on the same songs: its challenger ties the champion."""
+    db = pipeline_run["db"]
+    before = {doc["_id"]: doc["predicted"] for doc in db.songs.find(
+        {"predicted": {"$exists": True}}, {"predicted": 1})}
+    result = run_dags_test("msd_retrain_local", pipeline_run["env"],
+                           conf={"classifiers": ["logistic_regression"],
+                                 "regressors": ["linear_regression"], "folds": 2})
+    return {"result": result, "before": before}
+
+
+def test_retrain_rejects_a_challenger_no_better_than_the_champion(pipeline_run, retrain_run):
+    result = retrain_run["result"]
+    assert result.state == "success", result.output[-5000:]
+    db = pipeline_run["db"]
+    record = db.pipeline_runs.find_one({"dag_id": "msd_retrain_local"})
+    decision = record["decision"]
+    assert decision["status"] == "rejected"
+    first = db.pipeline_runs.find_one({"dag_id": "msd_local_pipeline"})["decision"]
+    assert decision["champion"]["label"] == first["challenger"]["label"]
+    assert decision["evaluation_split"] == first["evaluation_split"]
+    failed = [check["rule"] for check in decision["gate"]["checks"] if not check["passed"]]
+    assert failed == ["year_rmse"]  # same songs, same split: no margin gained
+    assert record["data"] is None and record["ingest"] is None
+
+
+def test_imputation_after_a_rejected_challenger_leaves_predictions_unchanged(
+        pipeline_run, retrain_run):
+    db = pipeline_run["db"]
+    after = {doc["_id"]: doc["predicted"] for doc in db.songs.find(
+        {"predicted": {"$exists": True}}, {"predicted": 1})}
+    assert after == retrain_run["before"] and after
+    record = db.pipeline_runs.find_one({"dag_id": "msd_retrain_local"})
+    assert record["imputation"]["imputed"] == 0
+    assert record["imputation"]["already_current"] == len(after)

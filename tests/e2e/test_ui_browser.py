@@ -1,6 +1,7 @@
 """The UI command serves Airflow on 127.0.0.1 only; headless Chromium triggers
-msd_local_pipeline from the UI's form with a non-default param and sees it succeed.
-The run page's screenshot is kept under test-artifacts/."""
+msd_local_pipeline from the UI's form with a non-default param and sees it succeed;
+then an ingest-only run's `songs` event makes the scheduler start msd_retrain_local,
+which the Assets view shows. Screenshots are kept under test-artifacts/."""
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from msd_devtools import services
 BROWSER_DIR = PROJECT_ROOT / "tests" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = PROJECT_ROOT / "test-artifacts" / "ui" / "msd_local_pipeline_run.png"
+ASSETS_SCREENSHOT = PROJECT_ROOT / "test-artifacts" / "ui" / "songs_asset_retrain.png"
 DEFAULT_SONGS, FORM_SONGS = 120, 150
 
 pytestmark = pytest.mark.skipif(
@@ -29,12 +31,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, mongo_uri):
+def ui(tmp_path_factory, mongo_uri, mlflow_tracking_uri):
     home = tmp_path_factory.mktemp("ui_airflow_home")
     work = tmp_path_factory.mktemp("ui_data")
     database = "ui_" + uuid.uuid4().hex[:10]
     config = write_config(work, {
         "pipeline.schedule": "", "pipeline.retries": 0, "mongo.database": database,
+        "retraining.schedule": "", "retraining.tracking_uri": mlflow_tracking_uri,
         "staging.mode": "generated", "staging.generated_songs": DEFAULT_SONGS,
         "staging.data_dir": str(work / "data"), "training.artifacts_uri": str(work / "artifacts"),
         "training.folds": 2, "training.classifiers": ["logistic_regression"],
@@ -92,3 +95,28 @@ def test_trigger_from_the_ui_with_a_non_default_param(ui, mongo_uri):
     assert record["params"]["generated_songs"] == FORM_SONGS
     assert record["data"]["files"] == FORM_SONGS
     assert database.songs.count_documents({}) == FORM_SONGS
+
+
+def test_an_ingest_event_triggers_retraining_seen_in_the_assets_view(ui, mongo_uri):
+    ASSETS_SCREENSHOT.unlink(missing_ok=True)
+    completed = subprocess.run(
+        ["node", str(BROWSER_DIR / "asset_retrain.mjs"), "--url", ui["url"],
+         "--ingest-dag", "msd_local_pipeline", "--retrain-dag", "msd_retrain_local",
+         "--conf", json.dumps({"train": False}), "--screenshot", str(ASSETS_SCREENSHOT),
+         "--timeout-seconds", "1200"],
+        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=1320)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    extra = outcome["event"]["extra"]
+    assert extra["run_id"] == outcome["ingest_run_id"] and extra["retrain"] is True
+    assert extra["counts"]["files_ingested"] == DEFAULT_SONGS
+    assert outcome["assets_view_shows_retrain"] is True
+    assert ASSETS_SCREENSHOT.stat().st_size > 10_000
+    database = pymongo.MongoClient(mongo_uri)[ui["database"]]
+    ingest_only = database.pipeline_runs.find_one({"airflow_run_id": outcome["ingest_run_id"]})
+    assert ingest_only["training"] is None and ingest_only["decision"] is None
+    decision = database.model_decisions.find_one(
+        {"airflow_run_id": outcome["retrain_run_id"]})
+    assert decision["run_type"] == "asset_triggered"
+    assert outcome["ingest_run_id"] in [e["source_run_id"] for e in decision["asset_events"]]
+    assert decision["status"] in ("promoted", "rejected")

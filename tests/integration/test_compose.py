@@ -46,7 +46,17 @@ def config():
 @needs_compose
 def test_compose_file_validates_with_all_services(config):
     assert set(config["services"]) == AIRFLOW_SERVICES | SPARK_SERVICES | {
-        "airflow-init", "postgres", "mongo"}
+        "airflow-init", "postgres", "mongo", "mlflow"}
+
+
+@needs_compose
+def test_mlflow_registry_service_and_airflow_uses_it(config):
+    mlflow = config["services"]["mlflow"]
+    command = mlflow["command"]
+    assert mlflow["entrypoint"] == ["mlflow"] and command[0] == "server"
+    assert command[command.index("--backend-store-uri") + 1].startswith("sqlite:////opt/msd/artifacts/")
+    for name in AIRFLOW_SERVICES:
+        assert config["services"][name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
 
 
 @needs_compose

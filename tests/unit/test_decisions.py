@@ -1,0 +1,88 @@
+"""Decision records, the `songs` event's extra and msd_retrain's trigger check."""
+import datetime
+from types import SimpleNamespace
+
+import pytest
+
+from msd_pipeline import decisions, retraining
+from msd_pipeline.gate import GateSettings, Scores, decide
+from msd_pipeline.graph import songs_event_extra
+
+pytestmark = pytest.mark.unit
+
+RUN = {"dag_id": "msd_retrain_local", "run_key": "asset_triggered__2026", "target": "local",
+       "airflow_run_id": "asset_triggered__2026", "params": {},
+       "config": {"retraining": {"year_rmse_margin": 0.1}, "training": {"folds": 2},
+                  "ingest": {"source": "data/generated"}}}
+METRICS = {"decade": {"chosen": "logistic_regression",
+                      "test": {"macro_f1": 0.4, "accuracy": 0.5}, "baseline": {"macro_f1": 0.1}},
+           "year": {"chosen": "linear_regression", "test": {"rmse": 7.0, "mae": 5.0},
+                    "baseline": {"rmse": 10.0}},
+           "evaluation_split": {"hash": "sha256-sum60:40:abc", "songs": 40},
+           "champion": {"uri": "/runs/old", "decade": {"macro_f1": 0.41},
+                        "year": {"rmse": 7.05}}}
+
+
+def _event(source_run_id, extra):
+    return SimpleNamespace(asset=SimpleNamespace(name="songs", uri="msd://mongodb/songs"),
+                           source_dag_id="msd_local_pipeline", source_run_id=source_run_id,
+                           timestamp=datetime.datetime(2026, 11, 24, tzinfo=datetime.timezone.utc),
+                           extra=extra)
+
+
+def test_asset_events_become_plain_dicts():
+    summaries = decisions.asset_event_summaries({"songs": [_event("manual__1", {"retrain": True})]})
+    assert summaries == [{"asset": "songs", "source_dag_id": "msd_local_pipeline",
+                          "source_run_id": "manual__1", "timestamp": "2026-11-24T00:00:00+00:00",
+                          "extra": {"retrain": True}}]
+    assert decisions.asset_event_summaries(None) == []
+
+
+def test_one_ingest_one_training():
+    trained = decisions.asset_event_summaries({"songs": [_event("a", {"retrain": False})]})
+    ingest_only = decisions.asset_event_summaries({"songs": [_event("b", {"retrain": True})]})
+    by_hand = decisions.asset_event_summaries({"songs": [_event("c", {})]})
+    assert decisions.trained_elsewhere(trained)
+    assert not decisions.trained_elsewhere(trained + ingest_only)
+    assert not decisions.trained_elsewhere(by_hand)
+    assert not decisions.trained_elsewhere([])  # a cron or manual run trains
+
+
+def test_songs_event_extra_carries_run_counts_source_and_whether_to_retrain():
+    summary = {"source": "/data/songs", "files_seen": 5, "files_ingested": 4,
+               "files_failed": 1, "seconds": 3.0}
+    extra = songs_event_extra(dict(RUN, dag_id="msd_local_pipeline"), summary, train_here=True)
+    assert extra == {"run_id": RUN["airflow_run_id"], "run_key": RUN["run_key"],
+                     "dag_id": "msd_local_pipeline", "source": "/data/songs",
+                     "counts": {"files_seen": 5, "files_ingested": 4, "files_failed": 1},
+                     "retrain": False}
+    assert songs_event_extra(RUN, {}, train_here=False)["source"] == "data/generated"
+
+
+def test_decision_record_has_full_lineage():
+    decision = decide(Scores(7.0, 0.4), Scores(10.0, 0.1), Scores(7.05, 0.41),
+                      GateSettings(0.1, 0.01))
+    events = decisions.asset_event_summaries({"songs": [_event("manual__1", {"retrain": True})]})
+    record = decisions.build_decision_record(
+        RUN, METRICS, decision, {"version": "3", "label": "msd-song-year/3"},
+        {"version": "2", "label": "msd-song-year/2"}, run_type="asset_triggered",
+        dag_version_id="0193", asset_events=events)
+    assert record["_id"] == "msd_retrain_local:asset_triggered__2026"
+    assert record["status"] == decisions.REJECTED
+    assert record["asset_events"][0]["source_run_id"] == "manual__1"
+    assert record["challenger"]["scores"]["year"]["rmse"] == 7.0
+    assert record["champion"]["scores"]["year"]["rmse"] == 7.05
+    assert record["evaluation_split"]["hash"] == "sha256-sum60:40:abc"
+    assert record["config"]["retraining"] == {"year_rmse_margin": 0.1}
+    assert record["dag_version_id"] == "0193"
+    assert any("margin 0.1" in reason for reason in record["gate"]["reasons"])
+
+
+@pytest.mark.parametrize("outcome, approve, expected", [
+    ("promote", None, ["model.promote", "model.champion"]),
+    ("reject", None, ["model.champion"]),
+    ("await_approval", "model.approve", ["model.approve", "model.champion"]),
+])
+def test_the_decision_picks_the_branch(outcome, approve, expected):
+    record = {"gate": {"outcome": outcome}}
+    assert retraining.next_tasks(record, "model.promote", approve, "model.champion") == expected
