@@ -22,6 +22,7 @@ import datetime
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from msdlib.config import MongoSettings
+from msd_pipeline import run_records
 from msd_pipeline.gate import AWAIT_APPROVAL, PROMOTE, Decision
 
 SCHEMA_VERSION = 1
@@ -40,11 +41,8 @@ def build_decision_record(run: Mapping[str, Any], metrics: Mapping[str, Any],
     status = {PROMOTE: PROMOTED, AWAIT_APPROVAL: AWAITING_APPROVAL}.get(decision.outcome,
                                                                           REJECTED)
     return {
-        "_id": "{}:{}".format(run["dag_id"], run["run_key"]),
+        **run_records.run_identity(run),
         "schema_version": SCHEMA_VERSION,
-        "dag_id": run["dag_id"],
-        "airflow_run_id": run["airflow_run_id"],
-        "run_key": run["run_key"],
         "run_type": run_type,
         "dag_version_id": dag_version_id,
         "asset_events": asset_events,
@@ -94,6 +92,41 @@ def trained_elsewhere(events: Iterable[Mapping[str, Any]]) -> bool:
     (extra ``retrain: false``): that ingest has had its training already."""
     events = list(events)
     return bool(events) and all(event["extra"].get("retrain") is False for event in events)
+
+
+def songs_event_extra(run: Dict[str, Any], ingest_summary: Dict[str, Any],
+                      train_here: bool) -> Dict[str, Any]:
+    """The `songs` event's extra: the ingest run, its counts and source, and whether a
+    retraining DAG should train on these songs (``retrain``)."""
+    return {
+        "run_id": run["airflow_run_id"], "run_key": run["run_key"], "dag_id": run["dag_id"],
+        "source": ingest_summary.get("source") or run["config"]["ingest"]["source"],
+        "counts": {key: ingest_summary[key] for key in (
+            "files_seen", "files_ingested", "files_failed") if key in ingest_summary},
+        "retrain": not train_here,
+    }
+
+
+def next_tasks(record: Mapping[str, Any], promote_task: str, approve_task: Optional[str],
+               after_task: str) -> List[str]:
+    """The branches the decision leads to: approval or promotion when the gate passed,
+    and always the task after them (which waits for them)."""
+    outcome = record["gate"]["outcome"]
+    if outcome == AWAIT_APPROVAL and approve_task:
+        return [approve_task, after_task]
+    if outcome in (PROMOTE, AWAIT_APPROVAL):
+        return [promote_task, after_task]
+    return [after_task]
+
+
+def approval_body(record: Mapping[str, Any]) -> str:
+    """The markdown shown to the approver."""
+    champion = record.get("champion") or {}
+    lines = ["Challenger **{}** (run `{}`) passed the gate.".format(
+        record["challenger"]["label"], record["run_key"]),
+        "", "Champion: **{}**".format(champion.get("label") or "none"), ""]
+    lines += ["- " + reason for reason in record["gate"]["reasons"]]
+    return "\n".join(lines)
 
 
 def save_decision(record: Mapping[str, Any], mongo: MongoSettings) -> None:

@@ -184,7 +184,7 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
         context = get_current_context()
         train_here = bool(run["params"].get("train", True))
         summary = _read_json(target, run["ingest_summary_uri"]) or {}
-        extra = songs_event_extra(run, summary, train_here)
+        extra = decisions.songs_event_extra(run, summary, train_here)
         context["outlet_events"][SONGS].extra = extra
         log.info("songs event: %s", extra)
         return train_here
@@ -237,25 +237,17 @@ def check_trigger() -> bool:
     return True
 
 
-def songs_event_extra(run: Dict[str, Any], ingest_summary: Dict[str, Any],
-                      train_here: bool) -> Dict[str, Any]:
-    """The `songs` event's extra: the ingest run, its counts and source, and whether a
-    retraining DAG should train on these songs (``retrain``)."""
-    return {
-        "run_id": run["airflow_run_id"], "run_key": run["run_key"], "dag_id": run["dag_id"],
-        "source": ingest_summary.get("source") or run["config"]["ingest"]["source"],
-        "counts": {key: ingest_summary[key] for key in (
-            "files_seen", "files_ingested", "files_failed") if key in ingest_summary},
-        "retrain": not train_here,
-    }
-
-
 class _Groups:
     """The task groups tasks are added to in several places (a group id is unique)."""
 
     def __init__(self) -> None:
         self.spark = TaskGroup("spark", tooltip="Spark jobs: ingest, train + evaluate, impute")
         self.model = TaskGroup("model", tooltip="Champion/challenger: registry, gate, promotion")
+
+
+def _value(enum_or_str: Any) -> str:
+    """``DagRunType.ASSET_TRIGGERED`` → ``"asset_triggered"``."""
+    return str(getattr(enum_or_str, "value", enum_or_str))
 
 
 def _champion_field(key: str) -> str:
@@ -280,13 +272,13 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
         """Log + register the challenger, apply the gate, store the decision record."""
         context = get_current_context()
         record = retraining.register_and_decide(
-            run, target, champion, run_type=str(context["dag_run"].run_type),
+            run, target, champion, run_type=_value(context["dag_run"].run_type),
             dag_version_id=str(getattr(context["ti"], "dag_version_id", "") or ""),
             asset_events=decisions.asset_event_summaries(
                 context.get("triggering_asset_events")))
         context["ti"].xcom_push(key="decision", value=record)
-        context["ti"].xcom_push(key="approval_body", value=retraining.approval_body(record))
-        return retraining.next_tasks(record, PROMOTE_TASK_ID, approve_task, CHAMPION_TASK_ID)
+        context["ti"].xcom_push(key="approval_body", value=decisions.approval_body(record))
+        return decisions.next_tasks(record, PROMOTE_TASK_ID, approve_task, CHAMPION_TASK_ID)
 
     @task(task_id="promote", execution_timeout=datetime.timedelta(minutes=5))
     def promote(run: Dict[str, Any]) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from msdlib.config import PipelineConfig, from_dict
 from msd_pipeline import decisions, registry
-from msd_pipeline.gate import AWAIT_APPROVAL, PROMOTE, GateSettings, decide_from_metrics
+from msd_pipeline.gate import GateSettings, decide_from_metrics
 from msd_pipeline.targets.base import PipelineTarget
 
 log = logging.getLogger(__name__)
@@ -73,18 +73,6 @@ def register_and_decide(run: Mapping[str, Any], target: PipelineTarget,
     return _json_safe(record)
 
 
-def next_tasks(record: Mapping[str, Any], promote_task: str, approve_task: Optional[str],
-               after_task: str) -> List[str]:
-    """The branches the decision leads to: approval or promotion when the gate passed,
-    and always the task after them (which waits for them)."""
-    outcome = record["gate"]["outcome"]
-    if outcome == AWAIT_APPROVAL and approve_task:
-        return [approve_task, after_task]
-    if outcome in (PROMOTE, AWAIT_APPROVAL):
-        return [promote_task, after_task]
-    return [after_task]
-
-
 def promote(run: Mapping[str, Any], record: Mapping[str, Any]) -> Dict[str, Any]:
     config = from_dict(run["config"])
     version = record["challenger"]["version"]
@@ -102,16 +90,6 @@ def close_decision(run: Mapping[str, Any], record: Optional[Mapping[str, Any]],
     if record and record["status"] == decisions.AWAITING_APPROVAL and not promoted:
         decisions.set_status(record["_id"], decisions.REJECTED_BY_APPROVER,
                              from_dict(run["config"]).mongo)
-
-
-def approval_body(record: Mapping[str, Any]) -> str:
-    """The markdown shown to the approver."""
-    champion = record.get("champion") or {}
-    lines = ["Challenger **{}** (run `{}`) passed the gate.".format(
-        record["challenger"]["label"], record["run_key"]),
-        "", "Champion: **{}**".format(champion.get("label") or "none"), ""]
-    lines += ["- " + reason for reason in record["gate"]["reasons"]]
-    return "\n".join(lines)
 
 
 def _local_run_folder(run_uri: str, metrics: Mapping[str, Any], target: PipelineTarget,

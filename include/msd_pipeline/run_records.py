@@ -47,11 +47,8 @@ def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: st
         if trained else None
     metrics = _required(read_json, run["metrics_uri"], "metrics.json") if trained else None
     return {
-        "_id": "{}:{}".format(run["dag_id"], run["run_key"]),
+        **run_identity(run),
         "schema_version": SCHEMA_VERSION,
-        "dag_id": run["dag_id"],
-        "airflow_run_id": run["airflow_run_id"],
-        "run_key": run["run_key"],
         "target": run["target"],
         "status": "success",
         "started_at": started_at,
@@ -73,6 +70,13 @@ def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: st
         },
         "target_details": target_details,
     }
+
+
+def run_identity(run: Dict[str, Any]) -> Dict[str, str]:
+    """``_id`` (``<dag_id>:<run_key>``), ``dag_id``, ``airflow_run_id`` and ``run_key`` of a
+    DAG run: shared by its run record and its decision record."""
+    return {"_id": "{}:{}".format(run["dag_id"], run["run_key"]), "dag_id": run["dag_id"],
+            "airflow_run_id": run["airflow_run_id"], "run_key": run["run_key"]}
 
 
 def find_report(run_uri: str, training_summary: Dict[str, Any],

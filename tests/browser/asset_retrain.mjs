@@ -10,15 +10,8 @@
 // retrain_state, event, screenshot}; exits 0 when both runs succeeded and the Assets
 // view shows them, 1 otherwise.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const CHROMIUM_FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-const FINISHED = new Set(['success', 'failed']);
+import { FINISHED, reportFailure, withPage } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { conf: {}, timeoutSeconds: 900 };
@@ -73,13 +66,7 @@ async function songsEventOf(page, args, ingestRunId, deadline) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const deadline = Date.now() + args.timeoutSeconds * 1000;
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-profile-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS,
-    viewport: { width: 1400, height: 1000 },
-  });
-  try {
-    const page = await context.newPage();
+  await withPage({ width: 1400, height: 1000 }, async (page) => {
     await page.goto(`${args.url}/dags/${args.retrainDag}`);  // the session's token
     await page.waitForLoadState('networkidle');
     await api(page, 'PATCH', `${args.url}/api/v2/dags/${args.retrainDag}`, { is_paused: false });
@@ -102,13 +89,7 @@ async function main() {
       event: found?.event ?? null, assets_view_shows_retrain: shown, screenshot: args.screenshot,
     }));
     process.exitCode = ingestState === 'success' && retrainState === 'success' && shown ? 0 : 1;
-  } finally {
-    await context.close();
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exitCode = 2;
-});
+main().catch(reportFailure);

@@ -7,15 +7,8 @@
 // Prints one JSON line: {"run_id": ..., "state": ..., "screenshot": ...}; exits 0 when
 // the run succeeded, 1 otherwise.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const CHROMIUM_FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-const FINISHED = new Set(['success', 'failed']);
+import { FINISHED, reportFailure, withPage } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { params: {}, timeoutSeconds: 600 };
@@ -67,13 +60,7 @@ async function waitForEnd(page, args, runId) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-profile-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS,
-    viewport: { width: 1400, height: 900 },
-  });
-  try {
-    const page = await context.newPage();
+  await withPage({ width: 1400, height: 900 }, async (page) => {
     const runId = await triggerFromForm(page, args);
     const state = await waitForEnd(page, args, runId);
     await page.goto(`${args.url}/dags/${args.dag}/runs/${encodeURIComponent(runId)}`);
@@ -82,13 +69,7 @@ async function main() {
     await page.screenshot({ path: args.screenshot, fullPage: true });
     console.log(JSON.stringify({ run_id: runId, state, screenshot: args.screenshot }));
     process.exitCode = state === 'success' ? 0 : 1;
-  } finally {
-    await context.close();
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
+  });
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exitCode = 2;
-});
+main().catch(reportFailure);

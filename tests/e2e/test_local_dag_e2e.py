@@ -189,6 +189,9 @@ def test_first_model_promoted_and_imputation_names_its_version(pipeline_run):
     decision = record["decision"]
     assert decision["status"] == "promoted"
     assert decision["champion"] is None
+    assert (decision["airflow_run_id"], decision["run_type"]) == (record["airflow_run_id"],
+                                                                  "manual")
+    assert decision["dag_version_id"]
     assert [check["rule"] for check in decision["gate"]["checks"]] == ["absolute", "first_model"]
     assert decision["evaluation_split"]["songs"] == record["metrics"]["data"]["test"]
     label = decision["challenger"]["label"]

@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from msd_pipeline import decisions, retraining
+from msd_pipeline import decisions
+from msd_pipeline.decisions import songs_event_extra
 from msd_pipeline.gate import GateSettings, Scores, decide
-from msd_pipeline.graph import songs_event_extra
 
 pytestmark = pytest.mark.unit
 
@@ -85,4 +85,4 @@ def test_decision_record_has_full_lineage():
 ])
 def test_the_decision_picks_the_branch(outcome, approve, expected):
     record = {"gate": {"outcome": outcome}}
-    assert retraining.next_tasks(record, "model.promote", approve, "model.champion") == expected
+    assert decisions.next_tasks(record, "model.promote", approve, "model.champion") == expected

@@ -11,12 +11,14 @@ RUN = {"dag_id": "msd_local_pipeline", "airflow_run_id": "manual__2026-01-01T00:
        "run_key": "manual__2026-01-01T00_00_00_00_00", "target": "local", "params": {"folds": 3},
        "config": {"training": {"folds": 3}}, "run_uri": "/runs/r1",
        "ingest_summary_uri": "/runs/r1/ingest_summary.json",
-       "train_summary_uri": "/runs/r1/train_summary.json", "metrics_uri": "/runs/r1/metrics.json"}
+       "train_summary_uri": "/runs/r1/train_summary.json", "metrics_uri": "/runs/r1/metrics.json",
+       "impute_summary_uri": "/runs/r1/impute_summary.json"}
 OUTPUTS = {
     "/runs/r1/ingest_summary.json": {"files_seen": 10, "files_ingested": 9, "files_failed": 1},
     "/runs/r1/train_summary.json": {"decade": {"chosen": "logistic_regression",
                                                "test": {"macro_f1": 0.5}, "cv_scores": {}},
-                                    "year": {"chosen": "linear_regression"}, "imputed": 2},
+                                    "year": {"chosen": "linear_regression"}},
+    "/runs/r1/impute_summary.json": {"imputed": 2, "model_version": "msd-song-year/1"},
     "/runs/r1/metrics.json": {"schema_version": 1, "decade": {"chosen": "logistic_regression"}},
 }
 
@@ -34,7 +36,7 @@ def test_every_form_field_maps_to_a_real_config_key():
 
     config = load_config()
     form = params.pipeline_params(config)
-    assert set(params.PARAM_CONFIG_KEYS) | {"config_overrides"} == set(form)
+    assert set(params.PARAM_CONFIG_KEYS) | {"config_overrides", "train"} == set(form)
     values = {name: param.value for name, param in form.items()}
     assert config.with_overrides(params.config_overrides(values)) == config
 
@@ -68,6 +70,20 @@ def test_run_record_from_the_jobs_outputs():
     assert summary["ingest"] == {"files_seen": 10, "files_ingested": 9, "files_failed": 1}
     assert summary["imputed"] == 2
     json.dumps(summary)  # XCom-safe
+
+
+def test_run_record_of_an_ingest_only_run():
+    run = dict(RUN, params={"train": False})
+    outputs = {"/runs/r1/ingest_summary.json": OUTPUTS["/runs/r1/ingest_summary.json"]}
+    record = run_records.build_run_record(
+        run, {"source": "/songs", "mode": "path", "files": 10, "detail": {}}, "/runs/r1/job.json",
+        read_json=outputs.get, started_at=None, target_details={},
+        report_exists=lambda uri: False)
+    assert record["ingest"]["files_ingested"] == 9
+    assert (record["training"], record["metrics"], record["imputation"], record["decision"]) == (
+        None, None, None, None)
+    summary = run_records.summarize(record)
+    assert summary["decision"] is None and summary["ingest"]["files_seen"] == 10
 
 
 def test_missing_job_output_is_a_clear_error():
