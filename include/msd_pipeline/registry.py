@@ -151,6 +151,14 @@ def run_params(metrics: Mapping[str, Any]) -> Dict[str, str]:
     return params
 
 
+def record_decision(mlflow_client: Any, mlflow_run_id: str, record: Mapping[str, Any]) -> None:
+    """The gate's decision on the training run's MLflow run: tags and decision.json."""
+    mlflow_client.set_tag(mlflow_run_id, "decision", str(record["status"]))
+    mlflow_client.set_tag(mlflow_run_id, "decision_reasons",
+                          "; ".join(record["gate"]["reasons"])[:5000])
+    mlflow_client.log_dict(mlflow_run_id, dict(record), "decision.json")
+
+
 def register_challenger(mlflow_client: Any, run_uri: str, metrics: Mapping[str, Any],
                         mlflow_run_id: str) -> ModelRef:
     """A new version of ``msd-song-year`` for the run; alias ``challenger`` moves to it."""

@@ -66,11 +66,13 @@ def register_and_decide(run: Mapping[str, Any], target: PipelineTarget,
         dict(champion) if champion.get("version") else None,
         run_type=run_type, dag_version_id=dag_version_id, asset_events=asset_events)
     decisions.save_decision(record, config.mongo)
+    record = _json_safe(record)
+    registry.record_decision(client, mlflow_run_id, record)
     for reason in decision.reasons:
         log.info("gate: %s", reason)
     log.info("Decision for %s (version %s): %s", run["run_key"], challenger.version,
              record["status"])
-    return _json_safe(record)
+    return record
 
 
 def promote(run: Mapping[str, Any], record: Mapping[str, Any]) -> Dict[str, Any]:

@@ -61,6 +61,12 @@ def test_a_training_run_is_logged_with_params_metrics_and_files(mlflow_client, t
     assert ref.artifacts_uri == str(tmp_path / "run_a")
     version = mlflow_client.get_model_version(registry.MODEL_NAME, ref.version)
     assert version.source == "runs:/{}/run".format(run_id)
+    registry.record_decision(mlflow_client, run_id, {
+        "status": "rejected", "gate": {"reasons": ["year RMSE 7.500 > champion", "b"]}})
+    tags = mlflow_client.get_run(run_id).data.tags
+    assert tags["decision"] == "rejected"
+    assert tags["decision_reasons"] == "year RMSE 7.500 > champion; b"
+    assert "decision.json" in {item.path for item in mlflow_client.list_artifacts(run_id)}
     assert version.tags["year_model"] == "models/year_linear_regression"
 
 
