@@ -9,7 +9,7 @@ import posixpath
 from typing import Any, List, Optional
 
 import pyarrow.parquet as pq
-from msdlib.sources import s3_client, split_s3_uri
+from msdlib.io.sources import s3_client, split_s3_uri
 
 
 class ArtifactNotFound(FileNotFoundError):
