@@ -109,3 +109,40 @@ def local_spark() -> Any:
     return (SparkSession.builder.master("local[1]").appName("msd-serving-tests")
             .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
             .config("spark.sql.shuffle.partitions", "1").getOrCreate())
+
+
+def request(base: str, method: str, path: str, body: bytes = None,
+            content_type: str = "application/json", connection: Any = None):
+    """(status, decoded JSON) of one HTTP call; reuses ``connection`` when given."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(base)
+    conn = connection or http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    headers = {"Content-Type": content_type} if body is not None else {}
+    conn.request(method, path, body=body, headers=headers)
+    reply = conn.getresponse()
+    payload = json.loads(reply.read() or b"null")
+    if connection is None:
+        conn.close()
+    return reply.status, payload
+
+
+def songs_json(songs: Dict[str, Any], rows: Sequence[int]) -> bytes:
+    """The /predict JSON body for some rows of ``synthetic_songs`` output."""
+    return json.dumps({"songs": [
+        {"track_id": songs["track_ids"][i], "timbre": songs["timbre"][i].tolist(),
+         "loudness": float(songs["loudness"][i]), "tempo": float(songs["tempo"][i])}
+        for i in rows]}).encode()
+
+
+def multipart(files: Sequence[tuple], field: str = "file"):
+    """(body, content type) uploading ``(filename, bytes)`` pairs in one form field."""
+    boundary = "msd-serving-test-boundary"
+    parts = []
+    for name, content in files:
+        parts.append("--{}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n".format(
+                         boundary, field, name).encode() + content + b"\r\n")
+    body = b"".join(parts) + "--{}--\r\n".format(boundary).encode()
+    return body, "multipart/form-data; boundary=" + boundary
