@@ -42,9 +42,12 @@ def song_frame(spark: Any, songs: Dict[str, Any]) -> Any:
     return spark.createDataFrame(rows, COLUMNS + [LABEL_COL, YEAR_LABEL_COL, WEIGHT_COL])
 
 
-def estimator(name: str, columns: Sequence[str]) -> Any:
-    """msdlib's estimator for ``name`` with small settings; the perceptron is built
-    here (its layers depend on the data)."""
+SMALL = {"numTrees": 10, "maxDepth": 4, "maxIter": 5}
+
+
+def estimator(name: str, columns: Sequence[str], params: Dict[str, Any] = SMALL) -> Any:
+    """msdlib's estimator for ``name`` with ``params`` where it has them (small by
+    default); the perceptron is built here (its layers depend on the data)."""
     from pyspark.ml.classification import MultilayerPerceptronClassifier
 
     if name == "multilayer_perceptron":
@@ -54,9 +57,8 @@ def estimator(name: str, columns: Sequence[str]) -> Any:
             probabilityCol="decade_probability", layers=[len(columns), 8, len(DECADES)],
             maxIter=40, seed=3)
     model = make_estimator(name, seed=3, weighted=True)
-    small = {"numTrees": 10, "maxDepth": 4, "maxIter": 5}
     target = model.getClassifier() if hasattr(model, "getClassifier") else model
-    for param, value in small.items():
+    for param, value in params.items():
         if target.hasParam(param):
             target.set(target.getParam(param), value)
     if hasattr(model, "getClassifier"):
@@ -64,12 +66,13 @@ def estimator(name: str, columns: Sequence[str]) -> Any:
     return model
 
 
-def fit(name: str, frame: Any, columns: Sequence[str] = tuple(COLUMNS)) -> Any:
+def fit(name: str, frame: Any, params: Dict[str, Any] = SMALL,
+        columns: Sequence[str] = tuple(COLUMNS)) -> Any:
     """The fitted PipelineModel; decade models end with the decade names."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
-    model = estimator(name, columns)
+    model = estimator(name, columns, params)
     features = model.getFeaturesCol()
     pipeline = Pipeline(stages=[
         VectorAssembler(inputCols=list(columns), outputCol=features + "_raw"),
