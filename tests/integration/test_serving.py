@@ -273,3 +273,55 @@ def test_broken_new_version_keeps_the_old_one_serving(service, runs):
         assert support.request(service["base"], "GET", "/health")[0] == 200
     finally:
         point_champion(runs, "run-a")
+
+
+# --- the champion alias of the MLflow registry ---
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    if not hasattr(services, "mlflow_service"):
+        pytest.skip("no MLflow service in msd_devtools.services in this tree")
+    server = services.mlflow_service(tmp_path_factory.mktemp("mlflow"), services.free_port())
+    server.start()
+    yield services.mlflow_uri(server.port)
+    server.stop()
+
+
+def mlflow_call(base, path, payload):
+    status, reply = support.request(base, "POST", "/api/2.0/mlflow/" + path,
+                                    json.dumps(payload).encode())
+    assert status == 200, reply
+    return reply
+
+
+def register(base, run_folder):
+    """One version of msd-song-year for a run folder, as the registry module does it:
+    a run's artifacts as its source, the folder in tag artifacts_uri."""
+    run = mlflow_call(base, "runs/create", {"experiment_id": "0"})["run"]["info"]
+    version = mlflow_call(base, "model-versions/create", {
+        "name": "msd-song-year", "source": "runs:/{}/run".format(run["run_id"]),
+        "run_id": run["run_id"], "tags": [{"key": "artifacts_uri", "value": str(run_folder)}]})
+    return version["model_version"]["version"]
+
+
+def test_serves_mlflows_champion_and_follows_the_alias(mlflow_uri, runs, tmp_path):
+    mlflow_call(mlflow_uri, "registered-models/create", {"name": "msd-song-year"})
+    port = services.free_port()
+    server = services.serving_service(tmp_path, port, tracking_uri=mlflow_uri,
+                                      poll_seconds=0.5)
+    pid = server.start()
+    base = services.serving_uri(port)
+    try:
+        status, health = support.request(base, "GET", "/health")
+        assert status == 503 and "no such alias" in health["detail"]
+        for run_id in ("run-a", "run-b"):
+            version = register(mlflow_uri, runs["root"] / run_id)
+            mlflow_call(mlflow_uri, "registered-models/alias",
+                        {"name": "msd-song-year", "alias": "champion", "version": version})
+            model = wait_for_label(base, "msd-song-year/" + version)
+            assert model["run_id"] == run_id and model["registry_version"] == version
+        status, reply = support.request(base, "POST", "/predict", body(song()))
+        assert status == 200 and reply["model"]["label"] == "msd-song-year/" + version
+        assert server.pid() == pid
+    finally:
+        server.stop()
