@@ -25,7 +25,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
@@ -204,7 +204,8 @@ def songs_of(body: bytes) -> Any:
     return payload["songs"]
 
 
-async def uploaded_songs(request: Request, model: ServedModel, settings: ServingSettings):
+async def uploaded_songs(request: Request, model: ServedModel, settings: ServingSettings
+                         ) -> Tuple[List[Optional[str]], np.ndarray, Dict[str, np.ndarray]]:
     form = await request.form(max_files=settings.max_files, max_fields=10)
     uploads = [value for _, value in form.multi_items() if hasattr(value, "read")]
     if not uploads:

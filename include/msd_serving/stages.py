@@ -134,7 +134,7 @@ class Trees:
         leaves = self.leaf_values(features)
         total = np.zeros(leaves.shape[:1] + leaves.shape[2:])
         for tree, weight in enumerate(self.weights):
-            total = total + (leaves[:, tree] * weight if weight != 1.0 else leaves[:, tree])
+            total = total + leaves[:, tree] * weight
         return total
 
 

@@ -325,3 +325,20 @@ def test_serves_mlflows_champion_and_follows_the_alias(mlflow_uri, runs, tmp_pat
         assert server.pid() == pid
     finally:
         server.stop()
+
+
+def test_services_cli_starts_and_stops_the_service(runs, tmp_path, capsys):
+    port = str(services.free_port())
+    cli = ["--state-dir", str(tmp_path), "--serving-port", port]
+    assert services.main(["start", "serving", "--run-uri", str(runs["root"] / "run-a")]
+                         + cli) == 0
+    try:
+        assert "serving: running" in capsys.readouterr().out
+        assert services.main(["status", "serving"] + cli) == 0
+        [status] = json.loads(capsys.readouterr().out)
+        assert status["running"] and status["ready"]
+        assert support.request(services.serving_uri(int(port)), "GET", "/health")[1][
+            "model"] == "run-a/logistic_regression+linear_regression"
+    finally:
+        assert services.main(["stop", "serving"] + cli) == 0
+    assert not services.port_in_use(int(port))
