@@ -164,7 +164,7 @@ def _linear_regression(folder: Folder, path: str, metadata: Dict[str, Any]
 
 def _ensemble(folder: Folder, path: str, leaf_value: Callable[[dict], Any]
               ) -> stages.Trees:
-    nodes = {}  # type: Dict[int, List[dict]]
+    nodes: Dict[int, List[dict]] = {}
     for row in folder.read_parquet(_join(path, "data")):
         nodes.setdefault(row["treeID"], []).append(row["nodeData"])
     weights = {row["_1"]: row["_3"]
