@@ -342,3 +342,60 @@ def test_services_cli_starts_and_stops_the_service(runs, tmp_path, capsys):
     finally:
         assert services.main(["stop", "serving"] + cli) == 0
     assert not services.port_in_use(int(port))
+
+
+def test_serves_the_training_jobs_models_like_spark(spark, mongo_uri, tmp_path):
+    """The real pipeline: generated MSD files ingested and trained by the Spark jobs;
+    the run folder served by the portable scorer agrees with Spark's loaded models."""
+    import subprocess
+    import sys
+
+    import pymongo
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.classification import OneVsRestModel
+
+    from msd_serving.champion import RunFolderSource, load_version
+    from project_paths import PROJECT_ROOT, SPARK_JOBS
+
+    generate_songs(str(tmp_path / "songs"), 200, seed=11, unknown_year_fraction=0.2)
+    env = dict(os.environ, MSD_MONGO_URI=mongo_uri, PYSPARK_PYTHON=sys.executable)
+    common = ["--set", "mongo.database=serving_job", "--set", "spark.master=local[2]"]
+    jobs = [["ingest_songs.py", "--run-id", "ingest", "--set",
+             "ingest.source=" + str(tmp_path / "songs")],
+            ["train_models.py", "--run-id", "job-run", "--set", "training.folds=2",
+             "--set", 'training.classifiers=["gbt_classifier"]',
+             "--set", 'training.grids.gbt_classifier={"maxIter": [3], "maxDepth": [2]}',
+             "--set", 'training.regressors=["random_forest_regressor"]',
+             "--set", 'training.grids.random_forest_regressor={"numTrees": [20]}',
+             "--set", "training.artifacts_uri=" + str(tmp_path / "artifacts")]]
+    for job in jobs:
+        done = subprocess.run([sys.executable, str(SPARK_JOBS / job[0])]
+                              + job[1:] + common, env=env, capture_output=True, text=True,
+                              timeout=900, cwd=str(PROJECT_ROOT))
+        assert done.returncode == 0, done.stderr[-3000:]
+    served = load_version(RunFolderSource(str(tmp_path / "artifacts" / "job-run")).resolve())
+    client = pymongo.MongoClient(mongo_uri)
+    documents = list(client.serving_job.songs.find(
+        {}, {"features.timbre": 1, "analysis.songs": 1}))
+    client.drop_database("serving_job")
+    client.close()
+    timbre = np.array([doc["features"]["timbre"] for doc in documents])
+    fields = {name: np.array([doc["analysis"]["songs"][name] for doc in documents])
+              for name in served.inputs.song_fields}
+    years, decades = served.predict(served.inputs.frame(timbre, fields))
+
+    frame = served.inputs.frame(timbre, fields)
+    columns = served.inputs.columns
+    rows = spark.createDataFrame([tuple(float(frame[c][i]) for c in columns)
+                                  for i in range(len(documents))], columns)
+    decade_model = PipelineModel.load("file://" + str(
+        tmp_path / "artifacts" / "job-run" / served.metrics["decade"]["model_dir"]))
+    for stage in decade_model.stages:  # pyspark loses OneVsRest's raw column on load
+        if isinstance(stage, OneVsRestModel):
+            stage.setRawPredictionCol(stage.models[0].getRawPredictionCol())
+    year_model = PipelineModel.load("file://" + str(
+        tmp_path / "artifacts" / "job-run" / served.metrics["year"]["model_dir"]))
+    expected = year_model.transform(decade_model.transform(rows)) \
+        .select("predicted_decade", "year_prediction").collect()
+    assert [int(row[0]) for row in expected] == decades.tolist()
+    assert np.abs(years - np.array([row[1] for row in expected])).max() <= 1e-6
