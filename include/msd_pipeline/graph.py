@@ -2,8 +2,15 @@
 
 ``build_pipeline_dag(dag_id, target)`` wires the same tasks for every target:
 
-    prepare_run → [setup] → stage.stage_data → stage.publish_job_config
-      → spark.ingest → spark.train_evaluate_impute → report.collect_metrics → [teardown]
+    prepare_run → stage.stage_data → stage.publish_job_config ─┬→ spark.ingest
+                → [setup] ──────────────────────────────────────┘
+      spark.ingest → spark.train_evaluate_impute → report.collect_metrics → [teardown]
+
+Staging runs beside the target's setup (e.g. creating a cluster); the Spark steps wait
+for both. Every setup task is a setup of the teardown: the teardown runs once any of them
+succeeded, clearing a task re-runs them, and a failed teardown fails the run. The run
+timeout is derived from the task budgets (the longest path of execution timeouts and
+retries, plus ``RUN_TIMEOUT_MARGIN``), so it never cuts a run its tasks may still finish.
 
 The target (``msd_pipeline.targets``) decides how data is staged, how a Spark job runs
 (spark-submit to a master, or an EMR step) and where files live; the graph, the
@@ -15,7 +22,7 @@ import datetime
 import json
 import logging
 import re
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from airflow.sdk import DAG, BaseOperator, TaskGroup, XComArg, chain, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -27,6 +34,9 @@ from msd_pipeline.targets.base import (INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB, P
                                        TaskLike, job_config_field, run_field)
 
 log = logging.getLogger(__name__)
+
+# Scheduling latency and queueing on top of the tasks' own budgets.
+RUN_TIMEOUT_MARGIN = datetime.timedelta(minutes=30)
 
 
 def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
@@ -50,13 +60,36 @@ def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
         start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=step_timeout * 3,
         default_args=default_args,
+        on_failure_callback=target.failure_callback(),
         params={**pipeline_params(config), **target.extra_params()},
         tags=["msd", "spark", target.name, *tags],
     ) as dag:
         _wire_graph(target)
+    dag.dagrun_timeout = run_budget(dag) + RUN_TIMEOUT_MARGIN
     return dag
+
+
+def run_budget(dag: DAG) -> datetime.timedelta:
+    """The longest path through ``dag``, each task weighted by what all its tries may take."""
+    finish: Dict[str, datetime.timedelta] = {}
+
+    def finish_of(task_id: str) -> datetime.timedelta:
+        if task_id not in finish:
+            task = dag.get_task(task_id)
+            start = max((finish_of(upstream) for upstream in task.upstream_task_ids),
+                        default=datetime.timedelta(0))
+            finish[task_id] = start + _task_budget(task)
+        return finish[task_id]
+
+    return max((finish_of(task_id) for task_id in dag.task_ids), default=datetime.timedelta(0))
+
+
+def _task_budget(task: BaseOperator) -> datetime.timedelta:
+    if task.execution_timeout is None:
+        raise ValueError(f"task {task.task_id} has no execution_timeout: the run timeout "
+                         "cannot be derived")
+    return (task.retries + 1) * task.execution_timeout + task.retries * task.retry_delay
 
 
 def run_key_for(run_id: str) -> str:
@@ -129,13 +162,13 @@ def _wire_graph(target: PipelineTarget) -> None:
         chain(ingest, train)
     with TaskGroup("report", tooltip="Metrics, run record and report location"):
         summary = collect_metrics(run, staged, config_uri)
-    chain(run, *setup_tasks, staged)
-    chain(config_uri, ingest)
+    chain(run, *setup_tasks)
+    chain([config_uri, *setup_tasks[-1:]], ingest)
     chain(train, summary)
     teardown = target.teardown(run)
     if teardown is not None:
         chain(summary, teardown)
-        teardown.as_teardown(setups=_first_operator(setup_tasks))
+        teardown.as_teardown(setups=_operators(setup_tasks), on_failure_fail_dagrun=True)
 
 
 def _job_args(summary_field: str) -> List[str]:
@@ -158,10 +191,7 @@ def _as_xcom_arg(produced: Union[BaseOperator, XComArg]) -> XComArg:
     return produced if isinstance(produced, XComArg) else XComArg(produced)
 
 
-def _first_operator(tasks: List[TaskLike]) -> Optional[BaseOperator]:
-    if not tasks:
-        return None
-    first = tasks[0]
-    if isinstance(first, TaskGroup):
-        raise TypeError("the first task of PipelineTarget.setup must be an operator, not a TaskGroup")
-    return first.operator if isinstance(first, XComArg) else first
+def _operators(tasks: List[TaskLike]) -> List[BaseOperator]:
+    if any(isinstance(task, TaskGroup) for task in tasks):
+        raise TypeError("PipelineTarget.setup must return operators or XComArgs, not TaskGroups")
+    return [task.operator if isinstance(task, XComArg) else task for task in tasks]
