@@ -8,7 +8,8 @@
 
 Staging runs beside the target's setup (e.g. creating a cluster); the Spark steps wait
 for both. Every setup task is a setup of the teardown: the teardown runs once any of them
-succeeded, clearing a task re-runs them, and a failed teardown fails the run. The run
+succeeded, clearing a task re-runs them, and a failed teardown fails the run (through
+``teardown_succeeded``, a plain leaf after it). The run
 timeout is derived from the task budgets (the longest path of execution timeouts and
 retries, plus ``RUN_TIMEOUT_MARGIN``), so it never cuts a run its tasks may still finish.
 
@@ -24,6 +25,7 @@ import logging
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, TaskGroup, XComArg, chain, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -35,6 +37,7 @@ from msd_pipeline.targets.base import (INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB, P
 
 log = logging.getLogger(__name__)
 
+TEARDOWN_CHECK_TASK_ID = "teardown_succeeded"
 # Scheduling latency and queueing on top of the tasks' own budgets.
 RUN_TIMEOUT_MARGIN = datetime.timedelta(minutes=30)
 
@@ -168,7 +171,14 @@ def _wire_graph(target: PipelineTarget) -> None:
     teardown = target.teardown(run)
     if teardown is not None:
         chain(summary, teardown)
-        teardown.as_teardown(setups=_operators(setup_tasks), on_failure_fail_dagrun=True)
+        teardown.as_teardown(setups=_operators(setup_tasks))
+        # Airflow ignores a teardown's outcome for the run's state, and with
+        # on_failure_fail_dagrun it ignores the teardown's upstreams instead (a failed step
+        # would end SUCCESS). A plain leaf after the teardown fails the run when it failed.
+        chain(teardown, EmptyOperator(task_id=TEARDOWN_CHECK_TASK_ID, retries=0,
+                                      execution_timeout=datetime.timedelta(minutes=1),
+                                      doc_md="Upstream-failed (so the run fails) when the "
+                                             "teardown failed."))
 
 
 def _job_args(summary_field: str) -> List[str]:

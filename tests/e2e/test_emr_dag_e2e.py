@@ -14,15 +14,18 @@ deleted, and no secret (AWS keys, Mongo password) in the task logs, the metadata
 """
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pymongo
 import pytest
+from moto.core.exceptions import ServiceException
 from moto.emr.models import Cluster, emr_backends
 
 from msdlib.config import load_config
@@ -31,8 +34,8 @@ from msd_devtools.generator import generate_songs
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, ArchiveServer,
                          EmrStepDriver, ServedFile, StepOutcome, aws_env, client, latest_run,
-                         make_song_archive, metadata_db_text, moto_server, task_log_text,
-                         task_states)
+                         make_song_archive, metadata_db_path, metadata_db_text, moto_server,
+                         task_log_text, task_states, wait_until)
 from project_paths import PROJECT_ROOT
 
 DAG_ID = "msd_emr_pipeline"
@@ -161,17 +164,25 @@ class PipelineRun:
         return f"tasks: {self.tasks}\n--- end of the logs ---\n{self.logs[-8000:]}"
 
 
-def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, moto_url: str
-                 ) -> PipelineRun:
-    """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR."""
+def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, moto_url: str,
+                 logical_date: Optional[str] = None,
+                 scheduler: Optional[Callable[[], None]] = None) -> PipelineRun:
+    """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR (and
+    ``scheduler``, in a thread, plays the scheduler's part a test needs)."""
     before = set(emr_backend().clusters)
     driver = EmrStepDriver(moto_url, step_runner)
     driver.start()
+    helper = threading.Thread(target=scheduler, daemon=True) if scheduler else None
+    if helper:
+        helper.start()
     try:
         result = airflow_support.run_dags_test(
-            DAG_ID, {**airflow_env, "MSD_CONFIG": str(config_path)}, timeout=600)
+            DAG_ID, {**airflow_env, "MSD_CONFIG": str(config_path)}, timeout=600,
+            logical_date=logical_date)
     finally:
         driver.stop()
+        if helper:
+            helper.join(timeout=60)
     assert not driver.errors, driver.errors
     run_id, state = latest_run(DAG_ID, airflow_env)
     output = result.output
@@ -276,7 +287,7 @@ def test_sensor_timeout_fails_the_run_and_terminates(airflow_env, moto_url, song
 
 def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch):
     """A cluster that died by itself (e.g. a failed bootstrap) counts as ended."""
-    from msd_pipeline.targets.emr.operators import EndRunClusterOperator
+    from msd_pipeline.targets.emr.hook import PipelineEmrHook
 
     for name, value in aws_env(moto_url).items():
         monkeypatch.setenv(name, value)
@@ -284,9 +295,146 @@ def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch
     cluster_id = emr.run_job_flow(Name="ended-with-errors", ReleaseLabel="emr-7.5.0",
                                   Instances={"KeepJobFlowAliveWhenNoSteps": True})["JobFlowId"]
     emr_backend().clusters[cluster_id].state = "TERMINATED_WITH_ERRORS"
-    teardown = EndRunClusterOperator(task_id="t", job_flow_id=cluster_id, aws_conn_id=None,
-                                     region_name=REGION, poll_seconds=1, terminate_timeout_seconds=2)
-    teardown._wait_until_ended(cluster_id)  # logs a warning, does not raise
+    hook = PipelineEmrHook(aws_conn_id=None, region_name=REGION)
+    hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)  # a warning, no raise
     emr_backend().clusters[cluster_id].state = "WAITING"
     with pytest.raises(Exception, match="[Ww]aiter"):
-        teardown._wait_until_ended(cluster_id)
+        hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)
+
+
+# -- teardown, failure callback and cost: the holes of a first real run --------------------------
+
+def run_key_of(logical_date: str) -> str:
+    from msd_pipeline.graph import run_key_for
+
+    return run_key_for("manual__" + logical_date)
+
+
+def create_cluster(moto_url: str, name: str, tags: Dict[str, str]) -> str:
+    """An active cluster made outside the DAG (another user, another run)."""
+    return client("emr", moto_url).run_job_flow(
+        Name=name, ReleaseLabel="emr-7.5.0", Instances={"KeepJobFlowAliveWhenNoSteps": True},
+        Tags=[{"Key": key, "Value": value} for key, value in tags.items()])["JobFlowId"]
+
+
+class DescribeDenied(ServiceException):
+    code = "AccessDeniedException"
+
+
+def test_clusters_the_run_does_not_own_are_left_alone(airflow_env, moto_url, song_archive,
+                                                       mongo_uri, tmp_path, monkeypatch):
+    """Another team's active cluster is never described; one carrying this run's name but
+    not the pipeline's tag (so DescribeCluster is denied by the policy) is skipped with a
+    warning. Both stay up; the run succeeds and its own cluster is terminated."""
+    logical_date = "2026-11-03T00:00:00+00:00"
+    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_foreign")
+    others = create_cluster(moto_url, "analytics-nightly", {"team": "analytics"})
+    same_name = create_cluster(moto_url, "msd-pipeline-" + run_key_of(logical_date),
+                               {"team": "other-airflow"})
+    described: List[str] = []
+    backend = emr_backend()
+    real_describe = backend.describe_cluster
+
+    def describe_as_the_policy_allows(cluster_id):
+        described.append(cluster_id)
+        if cluster_id == same_name:
+            raise DescribeDenied("User is not authorized to perform: "
+                                 "elasticmapreduce:DescribeCluster on " + cluster_id)
+        return real_describe(cluster_id)
+
+    monkeypatch.setattr(backend, "describe_cluster", describe_as_the_policy_allows)
+    try:
+        run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url,
+                           logical_date=logical_date)
+        assert run.state == "success", run.describe()
+        assert others not in described and same_name in described
+        assert "may not be described" in run.logs
+        assert [c.state for c in run.clusters if c.id not in (others, same_name)] == ["TERMINATED"]
+        assert backend.clusters[others].state == "WAITING"
+        assert backend.clusters[same_name].state == "WAITING"
+    finally:
+        for cluster_id in (others, same_name):
+            backend.clusters[cluster_id].terminate()
+
+
+def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(airflow_env, moto_url,
+                                                                  song_archive, mongo_uri, tmp_path):
+    database = "emr_e2e_price_" + uuid.uuid4().hex[:8]
+    config = write_config(tmp_path / "config.json", song_archive, database,
+                          hourly_prices={"m5.2xlarge": 0.48})
+    run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
+
+    assert run.state == "success", run.describe()
+    assert run.tasks["report.collect_metrics"] == "success"
+    assert "No price for m5.xlarge in emr.hourly_prices" in run.logs
+    cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()["target_details"]["cost"]
+    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.xlarge"]
+    assert cost["instance_hours"] > 0
+    assert_run_cleaned_up(run, moto_url)
+
+
+UNFINISHED = ("scheduled", "queued", "running", "restarting", "up_for_retry",
+              "up_for_reschedule", "deferred", "awaiting_input")
+
+
+def time_out_run(airflow_env: Dict[str, str], run_id: str) -> None:
+    """What the scheduler does when a run exceeds dagrun_timeout: the run FAILED, every
+    unfinished task SKIPPED (the teardown included), a failure callback requested."""
+    marks = ",".join("?" * len(UNFINISHED))
+    with sqlite3.connect(str(metadata_db_path(airflow_env)), timeout=60) as db:
+        db.execute("UPDATE task_instance SET state = 'skipped' WHERE dag_id = ? AND run_id = ? "
+                   f"AND (state IS NULL OR state IN ({marks}))", (DAG_ID, run_id, *UNFINISHED))
+        db.execute("UPDATE dag_run SET state = 'failed' WHERE dag_id = ? AND run_id = ?",
+                   (DAG_ID, run_id))
+
+
+CALLBACK_SCRIPT = """
+import sys, structlog
+from airflow.callbacks.callback_requests import DagCallbackRequest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.dag_processing.processor import _execute_dag_callbacks
+
+dag_id, run_id = sys.argv[1:3]
+request = DagCallbackRequest(filepath=dag_id + ".py", bundle_name="dags-folder",
+                             bundle_version=None, dag_id=dag_id, run_id=run_id,
+                             is_failure_callback=True, msg="timed_out")
+_execute_dag_callbacks(DagBag(include_examples=False), request, structlog.get_logger())
+"""
+
+
+def run_failure_callback_as_the_dag_processor(airflow_env: Dict[str, str], config: Path,
+                                              run_id: str) -> str:
+    """The DAG processor's own code path for a DagCallbackRequest (msg "timed_out")."""
+    completed = subprocess.run([sys.executable, "-c", CALLBACK_SCRIPT, DAG_ID, run_id],
+                               env={**airflow_env, "MSD_CONFIG": str(config)},
+                               cwd=airflow_env["AIRFLOW_HOME"], capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout + completed.stderr
+
+
+def test_a_run_timeout_skips_the_teardown_and_the_failure_callback_ends_the_cluster(
+        airflow_env, moto_url, song_archive, tmp_path):
+    logical_date = "2026-11-04T00:00:00+00:00"
+    run_id = "manual__" + logical_date
+    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_run_timeout",
+                          step_timeout_seconds=20)
+    before = set(emr_backend().clusters)
+
+    def scheduler_times_the_run_out():
+        wait_until(lambda: any(step.state == "RUNNING" for cid, c in emr_backend().clusters.items()
+                               if cid not in before for step in c.steps),
+                   timeout=300, message="the ingest step never started")
+        time_out_run(airflow_env, run_id)
+
+    run = run_pipeline(airflow_env, config, hanging_step, moto_url, logical_date=logical_date,
+                       scheduler=scheduler_times_the_run_out)
+    assert run.state == "failed", run.describe()
+    assert run.tasks["terminate_cluster"] == "skipped", run.describe()
+    [cluster] = run.clusters
+    assert cluster.state == "WAITING"  # nothing ended it: the teardown never ran
+    assert client("secretsmanager", moto_url).list_secrets()["SecretList"]
+
+    output = run_failure_callback_as_the_dag_processor(airflow_env, config, run_id)
+    assert cluster.state == "TERMINATED", output
+    assert_run_cleaned_up(run, moto_url)
