@@ -71,7 +71,8 @@ def set_iam_enforcement(endpoint_url: str, on: bool) -> None:
 
     count = b"0" if on else b"inf"
     urllib.request.urlopen(urllib.request.Request(
-        endpoint_url + "/moto-api/reset-auth", data=count, method="POST"), timeout=30).read()
+        endpoint_url + "/moto-api/reset-auth", data=count, method="POST",
+        headers={"Content-Type": "text/plain"}), timeout=30).read()
 
 
 def iam_user(endpoint_url: str, name: str, policy: Dict[str, Any]) -> Credentials:
