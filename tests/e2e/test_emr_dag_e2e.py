@@ -8,8 +8,11 @@ Spark, in the environment the cluster's spark-env classification exports (the Mo
 secret's name, not the URI), and ships the step's logs to LogUri as EMR does.
 
 Paths: success; a failed step; cluster creation failing after the cluster id exists; a
-step sensor timeout. Every path ends with every cluster terminated and the run secret
-deleted, and no secret (AWS keys, Mongo password) in the task logs, the metadata DB
+step sensor timeout; clusters the run does not own; a missing price; a run timeout
+ended by the failure callback; clearing a failed step (re-run on a new cluster); the
+whole run and each policy statement under moto's IAM enforcement. Every path ends with
+every cluster of the run terminated and the run secret deleted; the first four also
+check that no secret (AWS keys, Mongo password) reached the task logs, the metadata DB
 (XCom, rendered fields) or the step arguments.
 """
 import contextlib
@@ -34,9 +37,9 @@ from msd_devtools.generator import generate_songs
 
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, ArchiveServer,
-                         Credentials, EmrStepDriver, iam_user, replace_user_policy,
-                         set_iam_enforcement, ServedFile, StepOutcome, aws_env, client, latest_run,
-                         make_song_archive, metadata_db_path, metadata_db_text, moto_server,
+                         Credentials, EmrStepDriver, ServedFile, StepOutcome, aws_env, client,
+                         iam_user, latest_run, make_song_archive, metadata_db_path,
+                         metadata_db_text, moto_server, replace_user_policy, set_iam_enforcement,
                          task_log_text, task_states, wait_until)
 from project_paths import PROJECT_ROOT
 
@@ -277,7 +280,10 @@ def test_creation_failing_after_the_cluster_exists_terminates_it(airflow_env, mo
     assert run.state == "failed", run.describe()
     assert run.tasks["cluster.create_cluster"] == "failed", run.describe()
     assert run.tasks["terminate_cluster"] == "success", run.describe()
-    assert "Attempting termination of EMR job flow" in run.logs  # by the creator itself
+    # Deferred, the creator fails without pushing the cluster id: the teardown finds the
+    # cluster by the run's name and tag.
+    [cluster] = run.clusters
+    assert f"Terminating cluster {cluster.id}" in run.logs
     assert_run_cleaned_up(run, moto_url)
     assert_no_secret_leaked(airflow_env, run)
 
@@ -633,3 +639,100 @@ def is_access_denied(error: BaseException) -> bool:
             return code.startswith("AccessDenied") or code in ("403", "Forbidden") or status == 403
         error = error.__cause__ or error.__context__
     return False
+
+
+# -- clearing a failed step: setups re-run, the steps target a new cluster -------------------------
+
+RESUME_SCRIPT = """
+import sys
+from airflow import settings
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.dagrun import DagRun
+from airflow.sdk.definitions.dag import _run_task
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.utils.state import DagRunState, TaskInstanceState
+
+dag_id, run_id = sys.argv[1:3]
+dag = DagBag(include_examples=False).dags[dag_id]
+scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+session = settings.Session()
+run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
+run.state = DagRunState.RUNNING
+session.commit()
+while run.state == DagRunState.RUNNING:
+    session.expire_all()
+    run.dag = scheduler_dag
+    schedulable, _ = run.update_state(session=session, execute_callbacks=False)
+    for ti in schedulable:
+        if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+            ti.try_number += 1
+        ti.state = TaskInstanceState.SCHEDULED
+    session.commit()
+    for ti in run.get_task_instances(session=session):
+        if ti.state == TaskInstanceState.SCHEDULED:
+            _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+print("DagRun Finished: state=%s" % run.state)
+"""
+
+
+def resume_cleared_run(env: Dict[str, str], run_id: str) -> str:
+    """Run the cleared tasks of ``run_id`` with the loop ``airflow dags test`` uses (dag.test
+    clears the whole run first, so it cannot resume one): what the scheduler would do."""
+    completed = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, DAG_ID, run_id], env=env,
+                               cwd=env["AIRFLOW_HOME"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-6000:]
+    return completed.stdout
+
+
+class FirstIngestFails:
+    """The first step fails (a lost executor, say); every later step runs for real."""
+
+    def __init__(self, real: RealStepRunner):
+        self.real = real
+        self.failed = False
+
+    def __call__(self, cluster: Any, step: Any) -> StepOutcome:
+        if not self.failed:
+            self.failed = True
+            return failing_step(cluster, step)
+        return self.real(cluster, step)
+
+
+def test_clearing_a_failed_step_reruns_it_on_a_new_cluster(airflow_env, moto_url, song_archive,
+                                                          mongo_uri, tmp_path):
+    logical_date = "2026-11-05T00:00:00+00:00"
+    run_id = "manual__" + logical_date
+    database = "emr_e2e_clear_" + uuid.uuid4().hex[:8]
+    config = write_config(tmp_path / "config.json", song_archive, database)
+    env = {**airflow_env, "MSD_CONFIG": str(config)}
+    runner = FirstIngestFails(RealStepRunner(moto_url, tmp_path))
+    first = run_pipeline(airflow_env, config, runner, moto_url, logical_date=logical_date)
+    assert first.state == "failed" and first.tasks["terminate_cluster"] == "success", first.describe()
+    [old_cluster] = first.clusters
+
+    cleared = subprocess.run([airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", r"^spark\.ingest\.",
+                              "-s", logical_date, "-e", logical_date, "-d", "-y"], env=env,
+                             cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=300)
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+    states = task_states(DAG_ID, run_id, airflow_env)
+    assert {task: states[task] for task in ("cluster.ship_code", "cluster.create_cluster",
+                                            "terminate_cluster")} == dict.fromkeys(
+        ("cluster.ship_code", "cluster.create_cluster", "terminate_cluster"), None), states
+    assert states["stage.stage_data"] == "success", states
+
+    before = set(emr_backend().clusters)
+    driver = EmrStepDriver(moto_url, runner)
+    driver.start()
+    try:
+        output = resume_cleared_run(env, run_id)
+    finally:
+        driver.stop()
+    assert not driver.errors, driver.errors
+    assert latest_run(DAG_ID, airflow_env) == (run_id, "success"), output[-6000:]
+    [new_cluster] = [emr_backend().clusters[cid] for cid in set(emr_backend().clusters) - before]
+    assert [step.state for step in new_cluster.steps] == ["COMPLETED", "COMPLETED"]
+    assert [step.state for step in old_cluster.steps] == ["FAILED"]
+    assert old_cluster.state == new_cluster.state == "TERMINATED"
+    assert pymongo.MongoClient(mongo_uri)[database]["songs"].count_documents({}) == SONGS
+    assert not client("secretsmanager", moto_url).list_secrets()["SecretList"]
