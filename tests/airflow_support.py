@@ -94,7 +94,7 @@ def write_config(directory: Path, overrides: Mapping[str, Any]) -> Path:
 def run_dags_test(dag_id: str, env: Mapping[str, str], conf: Optional[Mapping[str, Any]] = None,
                   timeout: float = 900, logical_date: Optional[str] = None) -> DagTestResult:
     """``airflow dags test dag_id [logical_date] -c conf``; returns the exit code and
-    combined output. A ``logical_date`` fixes the run id: ``manual__<logical_date>``."""
+    combined output (the run id follows the clock, not ``logical_date``)."""
     command = [AIRFLOW, "dags", "test", dag_id]
     if logical_date is not None:
         command.append(logical_date)

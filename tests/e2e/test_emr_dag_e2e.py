@@ -177,14 +177,14 @@ class PipelineRun:
 
 def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, moto_url: str,
                  logical_date: Optional[str] = None,
-                 scheduler: Optional[Callable[[], None]] = None,
+                 alongside: Optional[Callable[[], None]] = None,
                  node_credentials: Credentials = Credentials()) -> PipelineRun:
     """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR (and
-    ``scheduler``, in a thread, plays the scheduler's part a test needs)."""
+    ``alongside`` runs in a thread: another AWS user, the scheduler's part, ...)."""
     before = set(emr_backend().clusters)
     driver = EmrStepDriver(moto_url, step_runner, credentials=node_credentials)
     driver.start()
-    helper = threading.Thread(target=scheduler, daemon=True) if scheduler else None
+    helper = threading.Thread(target=alongside, daemon=True) if alongside else None
     if helper:
         helper.start()
     try:
@@ -319,12 +319,6 @@ def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch
 
 # -- teardown, failure callback and cost: the holes of a first real run --------------------------
 
-def run_key_of(logical_date: str) -> str:
-    from msd_pipeline.graph import run_key_for
-
-    return run_key_for("manual__" + logical_date)
-
-
 def create_cluster(moto_url: str, name: str, tags: Dict[str, str]) -> str:
     """An active cluster made outside the DAG (another user, another run)."""
     return client("emr", moto_url).run_job_flow(
@@ -341,18 +335,24 @@ def test_clusters_the_run_does_not_own_are_left_alone(airflow_env, moto_url, son
     """Another team's active cluster is never described; one carrying this run's name but
     not the pipeline's tag (so DescribeCluster is denied by the policy) is skipped with a
     warning. Both stay up; the run succeeds and its own cluster is terminated."""
-    logical_date = "2026-11-03T00:00:00+00:00"
     config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_foreign")
-    others = create_cluster(moto_url, "analytics-nightly", {"team": "analytics"})
-    same_name = create_cluster(moto_url, "msd-pipeline-" + run_key_of(logical_date),
-                               {"team": "other-airflow"})
-    described: List[str] = []
     backend = emr_backend()
+    before = set(backend.clusters)
+    others = create_cluster(moto_url, "analytics-nightly", {"team": "analytics"})
+    same_name: List[str] = []
+
+    def another_airflow_starts_a_cluster_named_like_the_run():
+        wait_until(lambda: set(backend.clusters) - before - {others}, timeout=300,
+                   message="the run never created its cluster")
+        [ours] = [backend.clusters[cid] for cid in set(backend.clusters) - before - {others}]
+        same_name.append(create_cluster(moto_url, ours.name, {"team": "other-airflow"}))
+
+    described: List[str] = []
     real_describe = backend.describe_cluster
 
     def describe_as_the_policy_allows(cluster_id):
         described.append(cluster_id)
-        if cluster_id == same_name:
+        if cluster_id in same_name:
             raise DescribeDenied("User is not authorized to perform: "
                                  "elasticmapreduce:DescribeCluster on " + cluster_id)
         return real_describe(cluster_id)
@@ -360,15 +360,15 @@ def test_clusters_the_run_does_not_own_are_left_alone(airflow_env, moto_url, son
     monkeypatch.setattr(backend, "describe_cluster", describe_as_the_policy_allows)
     try:
         run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url,
-                           logical_date=logical_date)
+                           alongside=another_airflow_starts_a_cluster_named_like_the_run)
         assert run.state == "success", run.describe()
-        assert others not in described and same_name in described
+        assert others not in described and same_name[0] in described
         assert "may not be described" in run.logs
-        assert [c.state for c in run.clusters if c.id not in (others, same_name)] == ["TERMINATED"]
-        assert backend.clusters[others].state == "WAITING"
-        assert backend.clusters[same_name].state == "WAITING"
+        foreign = {others, *same_name}
+        assert [c.state for c in run.clusters if c.id not in foreign] == ["TERMINATED"]
+        assert [backend.clusters[cid].state for cid in sorted(foreign)] == ["WAITING", "WAITING"]
     finally:
-        for cluster_id in (others, same_name):
+        for cluster_id in (others, *same_name):
             backend.clusters[cluster_id].terminate()
 
 
@@ -430,20 +430,22 @@ def run_failure_callback_as_the_dag_processor(airflow_env: Dict[str, str], confi
 
 def test_a_run_timeout_skips_the_teardown_and_the_failure_callback_ends_the_cluster(
         airflow_env, moto_url, song_archive, tmp_path):
-    logical_date = "2026-11-04T00:00:00+00:00"
-    run_id = "manual__" + logical_date
     config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_run_timeout",
                           step_timeout_seconds=20)
     before = set(emr_backend().clusters)
+    timed_out: List[str] = []
 
     def scheduler_times_the_run_out():
         wait_until(lambda: any(step.state == "RUNNING" for cid, c in emr_backend().clusters.items()
                                if cid not in before for step in c.steps),
                    timeout=300, message="the ingest step never started")
+        run_id, _ = latest_run(DAG_ID, airflow_env)
         time_out_run(airflow_env, run_id)
+        timed_out.append(run_id)
 
-    run = run_pipeline(airflow_env, config, hanging_step, moto_url, logical_date=logical_date,
-                       scheduler=scheduler_times_the_run_out)
+    run = run_pipeline(airflow_env, config, hanging_step, moto_url,
+                       alongside=scheduler_times_the_run_out)
+    [run_id] = timed_out
     assert run.state == "failed", run.describe()
     assert run.tasks["terminate_cluster"] == "skipped", run.describe()
     [cluster] = run.clusters
@@ -701,8 +703,7 @@ class FirstIngestFails:
 
 def test_clearing_a_failed_step_reruns_it_on_a_new_cluster(airflow_env, moto_url, song_archive,
                                                           mongo_uri, tmp_path):
-    logical_date = "2026-11-05T00:00:00+00:00"
-    run_id = "manual__" + logical_date
+    logical_date = "2026-11-05T00:00:00+00:00"  # what `airflow tasks clear` selects by
     database = "emr_e2e_clear_" + uuid.uuid4().hex[:8]
     config = write_config(tmp_path / "config.json", song_archive, database)
     env = {**airflow_env, "MSD_CONFIG": str(config)}
@@ -710,10 +711,12 @@ def test_clearing_a_failed_step_reruns_it_on_a_new_cluster(airflow_env, moto_url
     first = run_pipeline(airflow_env, config, runner, moto_url, logical_date=logical_date)
     assert first.state == "failed" and first.tasks["terminate_cluster"] == "success", first.describe()
     [old_cluster] = first.clusters
+    run_id, _ = latest_run(DAG_ID, airflow_env)
 
-    cleared = subprocess.run([airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", r"^spark\.ingest\.",
-                              "-s", logical_date, "-e", logical_date, "-d", "-y"], env=env,
-                             cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=300)
+    cleared = subprocess.run(
+        [airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", "spark.ingest.",
+         "-s", logical_date, "-e", logical_date, "-d", "-y"],
+        env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=300)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
     states = task_states(DAG_ID, run_id, airflow_env)
     assert {task: states[task] for task in ("cluster.ship_code", "cluster.create_cluster",
