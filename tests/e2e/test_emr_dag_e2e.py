@@ -251,7 +251,14 @@ def test_success_path_records_metrics_and_terminates(airflow_env, moto_url, song
     assert details["cost"]["instance_hours"] > 0 and details["cost"]["estimated_usd"] > 0
     assert record["artifacts"]["metrics_uri"].startswith(f"s3://{BUCKET}/pipeline/artifacts/")
     assert "Report: s3://" in run.logs
+    assert_deferred(run)
     assert_no_secret_leaked(airflow_env, run)
+
+
+def assert_deferred(run: PipelineRun) -> None:
+    """The create wait and both step sensors deferred, and their triggers (aiobotocore
+    against moto) ran to completion: `airflow dags test` runs triggers in line."""
+    assert run.logs.count("[DAG TEST] Trigger completed") >= 3, run.describe()
 
 
 def test_failed_step_fails_the_run_shows_its_log_and_terminates(airflow_env, moto_url,
@@ -531,6 +538,7 @@ def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users,
 
     assert run.state == "success", run.describe()
     assert "AccessDenied" not in run.logs and "not authorized" not in run.logs
+    assert_deferred(run)  # the triggers' calls were checked too
     assert pymongo.MongoClient(mongo_uri)[database]["songs"].count_documents({}) == SONGS
     assert_run_cleaned_up(run, moto_url)
 
