@@ -258,7 +258,7 @@ def test_success_path_records_metrics_and_terminates(airflow_env, moto_url, song
 def assert_deferred(run: PipelineRun) -> None:
     """The create wait and both step sensors deferred, and their triggers (aiobotocore
     against moto) ran to completion: `airflow dags test` runs triggers in line."""
-    assert run.logs.count("[DAG TEST] Trigger completed") >= 3, run.describe()
+    assert run.output.count("[DAG TEST] Trigger completed") >= 3, run.describe()
 
 
 def test_failed_step_fails_the_run_shows_its_log_and_terminates(airflow_env, moto_url,
