@@ -23,7 +23,7 @@ import datetime
 import json
 import logging
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, BaseOperator, TaskGroup, XComArg, chain, get_current_context, task
