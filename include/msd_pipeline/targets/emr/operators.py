@@ -103,12 +103,14 @@ class EndRunClusterOperator(BaseOperator):
         run = context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID)
         emr = from_dict(run["config"]).emr
         known = self.job_flow_id if str(self.job_flow_id or "").startswith("j-") else None
-        cluster_ids = self.hook.terminate_run_clusters(
-            known, cluster_name(emr, run["run_key"]), context["dag"].dag_id, context["run_id"])
-        self.hook.wait_until_ended(cluster_ids, self.poll_seconds, self.terminate_timeout_seconds)
+        try:
+            cluster_ids = self.hook.terminate_run_clusters(
+                known, cluster_name(emr, run["run_key"]), context["dag"].dag_id, context["run_id"])
+            self.hook.wait_until_ended(cluster_ids, self.poll_seconds, self.terminate_timeout_seconds)
+        finally:  # the secret goes even when a cluster could not be terminated
+            delete_run_secret(self.hook, emr, run["run_key"], self.log)
         if not cluster_ids:
             self.log.info("No cluster of run %s to terminate", context["run_id"])
-        delete_run_secret(self.hook, emr, run["run_key"], self.log)
         return cluster_ids
 
 
@@ -122,11 +124,13 @@ def end_run_after_failure(config: PipelineConfig, context: Any) -> None:
     run_id = context["run_id"]
     run_key = run_key_for(run_id)
     hook = PipelineEmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
-    ended = hook.terminate_run_clusters(None, cluster_name(emr, run_key), context["dag"].dag_id,
-                                        run_id)
-    hook.log.info("Run %s failed (%s): clusters terminated: %s", run_id,
-                  context.get("reason", "failure"), ended or "none left")
-    delete_run_secret(hook, emr, run_key, hook.log)
+    try:
+        ended = hook.terminate_run_clusters(None, cluster_name(emr, run_key),
+                                            context["dag"].dag_id, run_id)
+        hook.log.info("Run %s failed (%s): clusters terminated: %s", run_id,
+                      context.get("reason", "failure"), ended or "none left")
+    finally:
+        delete_run_secret(hook, emr, run_key, hook.log)
 
 
 def delete_run_secret(hook: PipelineEmrHook, emr: EmrSettings, run_key: str, log: Any) -> None:
