@@ -333,7 +333,7 @@ def create_cluster(moto_url: str, name: str, tags: Dict[str, str]) -> str:
         Tags=[{"Key": key, "Value": value} for key, value in tags.items()])["JobFlowId"]
 
 
-class DescribeDenied(ServiceException):
+class EmrAccessDenied(ServiceException):
     code = "AccessDeniedException"
 
 
@@ -360,7 +360,7 @@ def test_clusters_the_run_does_not_own_are_left_alone(airflow_env, moto_url, son
     def describe_as_the_policy_allows(cluster_id):
         described.append(cluster_id)
         if cluster_id in same_name:
-            raise DescribeDenied("User is not authorized to perform: "
+            raise EmrAccessDenied("User is not authorized to perform: "
                                  "elasticmapreduce:DescribeCluster on " + cluster_id)
         return real_describe(cluster_id)
 
@@ -393,6 +393,45 @@ def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(airflow_env, 
     assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.xlarge"]
     assert cost["instance_hours"] > 0
     assert_run_cleaned_up(run, moto_url)
+
+
+def step_writing_outputs(moto_url: str):
+    """A step that "succeeds" by writing its summary (and metrics.json) where the DAG
+    reads them, without Spark: for paths about the cluster, not the jobs."""
+    def run(cluster: Any, step: Any) -> StepOutcome:
+        args = list(step.args)
+        bucket, _, key = args[args.index("--summary-path") + 1][len("s3://"):].partition("/")
+        s3 = client("s3", moto_url)
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"status": "success"}).encode())
+        s3.put_object(Bucket=bucket, Key=key.rsplit("/", 1)[0] + "/metrics.json",
+                      Body=json.dumps({"decade": {}, "year": {}}).encode())
+        return StepOutcome(True, stdout='{"status": "success"}')
+    return run
+
+
+def test_a_failed_termination_fails_a_run_whose_work_succeeded(airflow_env, moto_url,
+                                                                song_archive, tmp_path, monkeypatch):
+    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_terminate_denied")
+    backend = emr_backend()
+
+    def terminate_denied(job_flow_ids):
+        raise EmrAccessDenied("User is not authorized to perform: "
+                              "elasticmapreduce:TerminateJobFlows")
+
+    monkeypatch.setattr(backend, "terminate_job_flows", terminate_denied)
+    try:
+        run = run_pipeline(airflow_env, config, step_writing_outputs(moto_url), moto_url)
+    finally:
+        monkeypatch.undo()
+    [cluster] = run.clusters
+    cluster.terminate()
+
+    assert run.state == "failed", run.describe()
+    assert run.tasks["report.collect_metrics"] == "success", run.describe()
+    assert run.tasks["terminate_cluster"] == "failed", run.describe()
+    assert run.tasks["teardown_succeeded"] == "upstream_failed", run.describe()
+    assert "could not terminate every cluster" in run.logs
+    assert not client("secretsmanager", moto_url).list_secrets()["SecretList"]
 
 
 UNFINISHED = ("scheduled", "queued", "running", "restarting", "up_for_retry",
