@@ -199,6 +199,7 @@ class EmrStepDriver(threading.Thread):
         super().__init__(daemon=True)
         self.endpoint_url = endpoint_url
         self.credentials = credentials  # the log pusher's: the cluster's instance profile
+        self.earlier_clusters = set(emr_backends[ACCOUNT_ID][REGION].clusters)  # not played
         self.step_runner = step_runner
         self.poll_seconds = poll_seconds
         self.handled: List[str] = []
@@ -220,7 +221,7 @@ class EmrStepDriver(threading.Thread):
     def _advance(self) -> None:
         backend = emr_backends[ACCOUNT_ID][REGION]
         for cluster in list(backend.clusters.values()):
-            if cluster.state not in ("RUNNING", "WAITING"):
+            if cluster.id in self.earlier_clusters or cluster.state not in ("RUNNING", "WAITING"):
                 continue
             running = [step for step in cluster.steps if step.state == "RUNNING"]
             if not running:

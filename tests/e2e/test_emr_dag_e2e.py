@@ -439,8 +439,16 @@ UNFINISHED = ("scheduled", "queued", "running", "restarting", "up_for_retry",
 
 
 def time_out_run(airflow_env: Dict[str, str], run_id: str) -> None:
-    """What the scheduler does when a run exceeds dagrun_timeout: the run FAILED, every
-    unfinished task SKIPPED (the teardown included), a failure callback requested."""
+    """What the scheduler does when a run exceeds dagrun_timeout: the running task killed,
+    the run FAILED, every unfinished task SKIPPED (the teardown included), a failure
+    callback requested. `airflow dags test` plays the scheduler here, so it is the
+    process killed (it would otherwise re-evaluate the run)."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        if child.cmdline()[-3:-1] == ["dags", "test"]:
+            child.kill()
+            child.wait(timeout=60)
     marks = ",".join("?" * len(UNFINISHED))
     with sqlite3.connect(str(metadata_db_path(airflow_env)), timeout=60) as db:
         db.execute("UPDATE task_instance SET state = 'skipped' WHERE dag_id = ? AND run_id = ? "
@@ -492,15 +500,18 @@ def test_a_run_timeout_skips_the_teardown_and_the_failure_callback_ends_the_clus
     run = run_pipeline(airflow_env, config, hanging_step, moto_url,
                        alongside=scheduler_times_the_run_out)
     [run_id] = timed_out
-    assert run.state == "failed", run.describe()
-    assert run.tasks["terminate_cluster"] == "skipped", run.describe()
     [cluster] = run.clusters
-    assert cluster.state == "WAITING"  # nothing ended it: the teardown never ran
-    assert client("secretsmanager", moto_url).list_secrets()["SecretList"]
+    try:
+        assert run.state == "failed", run.describe()
+        assert run.tasks["terminate_cluster"] == "skipped", run.describe()
+        assert cluster.state == "WAITING"  # nothing ended it: the teardown never ran
+        assert client("secretsmanager", moto_url).list_secrets()["SecretList"]
 
-    output = run_failure_callback_as_the_dag_processor(airflow_env, config, run_id)
-    assert cluster.state == "TERMINATED", output
-    assert_run_cleaned_up(run, moto_url)
+        output = run_failure_callback_as_the_dag_processor(airflow_env, config, run_id)
+        assert cluster.state == "TERMINATED", output
+        assert_run_cleaned_up(run, moto_url)
+    finally:
+        cluster.terminate()
 
 
 # -- IAM tested, not assumed ------------------------------------------------------------------------
