@@ -446,9 +446,12 @@ def time_out_run(airflow_env: Dict[str, str], run_id: str) -> None:
     import psutil
 
     for child in psutil.Process().children(recursive=True):
-        if child.cmdline()[-3:-1] == ["dags", "test"]:
-            child.kill()
-            child.wait(timeout=60)
+        try:
+            if child.cmdline()[-3:-1] == ["dags", "test"]:
+                child.kill()
+                child.wait(timeout=60)
+        except psutil.NoSuchProcess:
+            continue
     marks = ",".join("?" * len(UNFINISHED))
     with sqlite3.connect(str(metadata_db_path(airflow_env)), timeout=60) as db:
         db.execute("UPDATE task_instance SET state = 'skipped' WHERE dag_id = ? AND run_id = ? "
