@@ -470,7 +470,7 @@ dag_id, run_id = sys.argv[1:3]
 request = DagCallbackRequest(filepath=dag_id + ".py", bundle_name="dags-folder",
                              bundle_version=None, dag_id=dag_id, run_id=run_id,
                              is_failure_callback=True, msg="timed_out")
-_execute_dag_callbacks(DagBag(include_examples=False), request, structlog.get_logger())
+_execute_dag_callbacks(DagBag(), request, structlog.get_logger())
 """
 
 
@@ -507,7 +507,7 @@ def test_a_run_timeout_skips_the_teardown_and_the_failure_callback_ends_the_clus
     try:
         assert run.state == "failed", run.describe()
         assert run.tasks["terminate_cluster"] == "skipped", run.describe()
-        assert cluster.state == "WAITING"  # nothing ended it: the teardown never ran
+        assert cluster.state in ("RUNNING", "WAITING")  # the teardown never ran
         assert client("secretsmanager", moto_url).list_secrets()["SecretList"]
 
         output = run_failure_callback_as_the_dag_processor(airflow_env, config, run_id)
@@ -716,7 +716,7 @@ from airflow.serialization.serialized_objects import DagSerialization
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 dag_id, run_id = sys.argv[1:3]
-dag = DagBag(include_examples=False).dags[dag_id]
+dag = DagBag().dags[dag_id]
 scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
 session = settings.Session()
 run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
