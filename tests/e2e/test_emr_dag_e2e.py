@@ -513,8 +513,11 @@ def test_a_run_timeout_skips_the_teardown_and_the_failure_callback_ends_the_clus
         output = run_failure_callback_as_the_dag_processor(airflow_env, config, run_id)
         assert cluster.state == "TERMINATED", output
         assert_run_cleaned_up(run, moto_url)
-    finally:
+    finally:  # a failure here must not leave the next tests a live cluster or secret
         cluster.terminate()
+        secrets = client("secretsmanager", moto_url)
+        for secret in secrets.list_secrets()["SecretList"]:
+            secrets.delete_secret(SecretId=secret["Name"], ForceDeleteWithoutRecovery=True)
 
 
 # -- IAM tested, not assumed ------------------------------------------------------------------------
