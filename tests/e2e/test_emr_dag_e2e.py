@@ -39,8 +39,8 @@ import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, ArchiveServer,
                          Credentials, EmrStepDriver, ServedFile, StepOutcome, aws_env, client,
                          iam_user, latest_run, make_song_archive, metadata_db_path,
-                         metadata_db_text, moto_server, replace_user_policy, set_iam_enforcement,
-                         task_log_text, task_states, wait_until)
+                         metadata_db_text, mongo_user_uri, moto_server, replace_user_policy,
+                         set_iam_enforcement, task_log_text, task_states, wait_until)
 from project_paths import PROJECT_ROOT
 
 DAG_ID = "msd_emr_pipeline"
@@ -70,12 +70,7 @@ def song_archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mongo_with_password(mongo_uri):
     """The session's SecantusDB reached with a user and password, like a real deployment."""
-    admin = pymongo.MongoClient(mongo_uri)
-    if not admin.admin.command("usersInfo", MONGO_USER)["users"]:
-        admin.admin.command("createUser", MONGO_USER, pwd=MONGO_PASSWORD, roles=["root"])
-    admin.close()
-    host = mongo_uri.split("://", 1)[1].strip("/")
-    return airflow_support.mongo_connection(f"mongodb://{MONGO_USER}:{MONGO_PASSWORD}@{host}",
+    return airflow_support.mongo_connection(mongo_user_uri(mongo_uri, MONGO_USER, MONGO_PASSWORD),
                                             authSource="admin")
 
 
