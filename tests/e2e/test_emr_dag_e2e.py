@@ -34,6 +34,7 @@ from moto.emr.models import Cluster, emr_backends
 
 from msdlib.config import load_config
 from msd_devtools.generator import generate_songs
+from msd_pipeline.graph import run_key_for
 
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, ArchiveServer,
@@ -797,4 +798,6 @@ def test_clearing_a_failed_step_reruns_it_on_a_new_cluster(airflow_env, moto_url
     assert [step.state for step in old_cluster.steps] == ["FAILED"]
     assert old_cluster.state == new_cluster.state == "TERMINATED"
     assert pymongo.MongoClient(mongo_uri)[database]["songs"].count_documents({}) == SONGS
-    assert not client("secretsmanager", moto_url).list_secrets()["SecretList"]
+    run_key = run_key_for(run_id)
+    assert not [secret["Name"] for secret in client("secretsmanager", moto_url).list_secrets()
+                ["SecretList"] if run_key in secret["Name"]]
