@@ -68,6 +68,7 @@ test-emr-runtime: setup setup-emr
 bench: setup services-start
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_serving.py
 
 clean: services-stop
 	rm -rf .state artifacts data test-artifacts

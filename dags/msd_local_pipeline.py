@@ -10,7 +10,11 @@ decade classifiers and year regressors, imputes unknown years, and records the r
 | stage | `stage_data` | `../shared/msd` or a folder, generated songs, or the MSD subset archive (resumable, checksummed download) |
 | stage | `publish_job_config` | writes the jobs' configuration under the run's artifacts folder |
 | spark | `ingest` | `spark-submit spark_jobs/ingest_songs.py`: HDF5 → `songs` |
-| spark | `train_evaluate_impute` | `spark-submit spark_jobs/train_models.py`: CV, test metrics, report, imputation |
+| spark | `songs_ingested` | publishes the `songs` asset event (run, counts, source); param `train` off stops here |
+| model | `resolve_champion` | the `champion` of `msd-song-year` in MLflow |
+| spark | `train_evaluate` | `spark-submit spark_jobs/train_models.py`: CV, test metrics, report, the champion scored on the same split |
+| model | `decide` / `promote` / `champion` | registry, champion/challenger gate, decision record (docs/retraining.md) |
+| spark | `impute` | `spark-submit spark_jobs/impute_years.py` with the champion only |
 | report | `collect_metrics` | summary in XCom, a record in `pipeline_runs`, the report's path in the log |
 
 Spark runs on the master of the `spark_default` connection (`local[*]`,

@@ -92,9 +92,12 @@ def write_config(directory: Path, overrides: Mapping[str, Any]) -> Path:
 
 
 def run_dags_test(dag_id: str, env: Mapping[str, str], conf: Optional[Mapping[str, Any]] = None,
-                  timeout: float = 900) -> DagTestResult:
-    """``airflow dags test dag_id -c conf``; returns the exit code and combined output."""
+                  timeout: float = 900, logical_date: Optional[str] = None) -> DagTestResult:
+    """``airflow dags test dag_id [logical_date] -c conf``; returns the exit code and
+    combined output (the run id follows the clock, not ``logical_date``)."""
     command = [AIRFLOW, "dags", "test", dag_id]
+    if logical_date is not None:
+        command.append(logical_date)
     if conf is not None:
         command += ["-c", json.dumps(conf)]
     completed = subprocess.run(command, env=dict(env), cwd=env["AIRFLOW_HOME"],

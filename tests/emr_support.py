@@ -44,15 +44,54 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-def aws_env(endpoint_url: str) -> Dict[str, str]:
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str = FAKE_ACCESS_KEY
+    secret_key: str = FAKE_SECRET_KEY
+
+
+def aws_env(endpoint_url: str, credentials: Credentials = Credentials()) -> Dict[str, str]:
     """boto3's default configuration pointed at moto (for code running without Airflow)."""
-    return {"AWS_ENDPOINT_URL": endpoint_url, "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY, "AWS_DEFAULT_REGION": REGION}
+    return {"AWS_ENDPOINT_URL": endpoint_url, "AWS_ACCESS_KEY_ID": credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": credentials.secret_key, "AWS_DEFAULT_REGION": REGION}
 
 
-def client(service: str, endpoint_url: str):
+def client(service: str, endpoint_url: str, credentials: Credentials = Credentials()):
     return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION,
-                        aws_access_key_id=FAKE_ACCESS_KEY, aws_secret_access_key=FAKE_SECRET_KEY)
+                        aws_access_key_id=credentials.access_key,
+                        aws_secret_access_key=credentials.secret_key)
+
+
+# -- moto's IAM enforcement ----------------------------------------------------------------------
+
+def set_iam_enforcement(endpoint_url: str, on: bool) -> None:
+    """Moto's INITIAL_NO_AUTH_ACTION_COUNT through its API: 0 checks every request from now
+    on against the caller's IAM policies, infinity checks none. Process-wide."""
+    import urllib.request
+
+    count = b"0" if on else b"inf"
+    urllib.request.urlopen(urllib.request.Request(
+        endpoint_url + "/moto-api/reset-auth", data=count, method="POST",
+        headers={"Content-Type": "text/plain"}), timeout=30).read()
+
+
+def iam_user(endpoint_url: str, name: str, policy: Dict[str, Any]) -> Credentials:
+    """An IAM user holding ``policy`` inline; returns its access key (call with
+    enforcement off)."""
+    import json
+
+    iam = client("iam", endpoint_url)
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=name + "-policy", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def replace_user_policy(endpoint_url: str, name: str, policy: Dict[str, Any]) -> None:
+    import json
+
+    client("iam", endpoint_url).put_user_policy(UserName=name, PolicyName=name + "-policy",
+                                                PolicyDocument=json.dumps(policy))
 
 
 def mongo_user_uri(mongo_uri: str, user: str, password: str) -> str:
@@ -155,9 +194,12 @@ class EmrStepDriver(threading.Thread):
     """Plays EMR for moto: runs RUNNING steps with ``step_runner``, writes their logs to
     LogUri, completes or fails them, starts PENDING ones."""
 
-    def __init__(self, endpoint_url: str, step_runner: StepRunner, poll_seconds: float = 0.2):
+    def __init__(self, endpoint_url: str, step_runner: StepRunner, poll_seconds: float = 0.2,
+                 credentials: Credentials = Credentials()):
         super().__init__(daemon=True)
         self.endpoint_url = endpoint_url
+        self.credentials = credentials  # the log pusher's: the cluster's instance profile
+        self.earlier_clusters = set(emr_backends[ACCOUNT_ID][REGION].clusters)  # not played
         self.step_runner = step_runner
         self.poll_seconds = poll_seconds
         self.handled: List[str] = []
@@ -179,7 +221,7 @@ class EmrStepDriver(threading.Thread):
     def _advance(self) -> None:
         backend = emr_backends[ACCOUNT_ID][REGION]
         for cluster in list(backend.clusters.values()):
-            if cluster.state not in ("RUNNING", "WAITING"):
+            if cluster.id in self.earlier_clusters or cluster.state not in ("RUNNING", "WAITING"):
                 continue
             running = [step for step in cluster.steps if step.state == "RUNNING"]
             if not running:
@@ -202,7 +244,7 @@ class EmrStepDriver(threading.Thread):
 
     def _write_logs(self, cluster: Any, step: Any, outcome: StepOutcome) -> None:
         bucket, _, prefix = cluster.log_uri[len("s3://"):].partition("/")
-        s3 = client("s3", self.endpoint_url)
+        s3 = client("s3", self.endpoint_url, self.credentials)
         base = "{}{}/steps/{}/".format(prefix, cluster.id, step.id)
         controller = "INFO startExec '{}'\nINFO exit {}\n".format(
             " ".join(step.args), 0 if outcome.succeeded else 1)

@@ -1,12 +1,13 @@
 """Embedded services for local runs and tests: a SecantusDB server, a Spark
-standalone master + worker started from the pip-installed pyspark, and an MLflow
-tracking server (SQLite backend, artifacts served from the state folder).
+standalone master + worker started from the pip-installed pyspark, the MLflow
+tracking server (SQLite backend, artifacts served from the state folder) and the
+prediction service (uvicorn; MLflow's champion, or a run folder with --run-uri).
 
 Every service binds to 127.0.0.1, keeps a pid file and a log under the state folder,
 starts idempotently (a running service is left alone), waits until it is ready, and
 fails with a clear error when its port is taken by another process.
 
-    python -m msd_devtools.services start mongo|spark|mlflow|all
+    python -m msd_devtools.services start mongo|spark|mlflow|serving|all
     python -m msd_devtools.services status
     python -m msd_devtools.services stop
 """
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,8 @@ PROJECT_ROOT = Path(_PROJECT_ROOT)
 
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
 HOST = "127.0.0.1"
+# The MLflow tracking server the prediction service asks for the champion by default.
+DEFAULT_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", f"http://{HOST}:5000")
 
 
 class ServiceError(RuntimeError):
@@ -160,10 +164,29 @@ def mlflow_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 5000) -> Man
             "--backend-store-uri", f"sqlite:///{state_dir / 'mlflow.db'}",
             "--artifacts-destination", str(state_dir / "mlflow-artifacts")]
     return ManagedProcess("mlflow", argv, port, state_dir,
-                          lambda: _http_ok(f"{mlflow_uri(port)}/health"), start_timeout=120.0)
+                          lambda: _http_answers(f"{mlflow_uri(port)}/health"), start_timeout=120.0)
 
 
 def mlflow_uri(port: int = 5000) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def serving_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 8000,
+                    run_uri: str = "", tracking_uri: str = "",
+                    poll_seconds: float = 30.0, env: Optional[Dict[str, str]] = None
+                    ) -> ManagedProcess:
+    """The prediction service (uvicorn): a run folder, or MLflow's champion alias.
+    Ready once /health answers, even 503 "no model yet" (the alias may be unset)."""
+    argv = [sys.executable, "-m", "msd_serving.app", "--host", HOST, "--port", str(port),
+            "--poll-seconds", str(poll_seconds)]
+    argv += ["--run-uri", run_uri] if run_uri else [
+        "--tracking-uri", tracking_uri or DEFAULT_TRACKING_URI]
+    return ManagedProcess("serving", argv, port, state_dir,
+                          lambda: _http_answers(f"{serving_uri(port)}/health"),
+                          env=dict(env or {}))
+
+
+def serving_uri(port: int = 8000) -> str:
     return f"http://{HOST}:{port}"
 
 
@@ -213,10 +236,13 @@ def _mongo_ready(port: int) -> bool:
         client.close()
 
 
-def _http_ok(url: str) -> bool:
+def _http_answers(url: str) -> bool:
+    """Whether an HTTP server answers at ``url`` (any status)."""
     try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return reply.status == 200
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
     except OSError:
         return False
 
@@ -268,20 +294,27 @@ def _services(args: argparse.Namespace) -> List[ManagedProcess]:
              spark_worker_service(state_dir, args.spark_port, args.spark_webui_port,
                                   args.spark_webui_port + 1)]
     mlflow = mlflow_service(state_dir, args.mlflow_port)
-    return {"mongo": [mongo], "spark": spark, "mlflow": [mlflow],
-            "all": [mongo] + spark + [mlflow]}[args.which]
+    serving = serving_service(state_dir, args.serving_port, args.run_uri)
+    return {"mongo": [mongo], "spark": spark, "mlflow": [mlflow], "serving": [serving],
+            "all": [mongo] + spark + [mlflow, serving]}[args.which]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msd_devtools.services",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
-    parser.add_argument("which", nargs="?", choices=["mongo", "spark", "mlflow", "all"], default="all")
+    parser.add_argument("which", nargs="?",
+                        choices=["mongo", "spark", "mlflow", "serving", "all"], default="all")
     parser.add_argument("--state-dir", default=os.environ.get("MSD_STATE_DIR", DEFAULT_STATE_DIR))
     parser.add_argument("--mongo-port", type=int, default=int(os.environ.get("MSD_MONGO_PORT", 27017)))
     parser.add_argument("--spark-port", type=int, default=7077)
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MSD_MLFLOW_PORT", 5000)))
     parser.add_argument("--spark-webui-port", type=int, default=8090)
+    parser.add_argument("--serving-port", type=int,
+                        default=int(os.environ.get("MSD_SERVING_PORT", 8000)))
+    parser.add_argument("--run-uri", default=os.environ.get("MSD_SERVING_RUN_URI", ""),
+                        help="serving: this training run folder instead of MLflow's "
+                             "champion ($MLFLOW_TRACKING_URI, default 127.0.0.1:5000)")
     args = parser.parse_args(argv)
     services = _services(args)
     try:

@@ -9,7 +9,7 @@
 ``build_retrain_dag(dag_id, target)`` wires the retraining alone, scheduled on the
 `songs` asset or the ``[retraining] schedule`` cron, whichever comes first:
 
-    prepare_run → check_trigger → [setup] → stage.publish_job_config
+    prepare_run → check_trigger → stage.publish_job_config, [setup]
       → <retraining> → report.collect_metrics → [teardown]
 
 where <retraining> is, in both:
@@ -17,6 +17,13 @@ where <retraining> is, in both:
     model.resolve_champion → spark.train_evaluate (scores the champion on the same split)
       → model.decide (MLflow run + challenger version, gate, decision record)
       → [model.approve] → model.promote → model.champion → spark.impute (champion only)
+
+Staging (and, in msd_retrain, check_trigger) runs beside the target's setup (e.g.
+creating a cluster); the Spark steps wait for both. Every setup task is a setup of the
+teardown: the teardown runs once any of them succeeded, and a failed teardown fails the
+run (through ``teardown_succeeded``, a plain leaf after it). The run timeout is derived
+from the task budgets (the longest path of execution timeouts and retries, plus
+``RUN_TIMEOUT_MARGIN``), so it never cuts a run its tasks may still finish.
 
 One ingest trains once: the pipeline's `songs` event says ``retrain: false`` when the
 pipeline trains on its own songs (param ``train``), and msd_retrain's check_trigger skips
@@ -32,6 +39,7 @@ import logging
 import re
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import (DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTriggerTimetable,
                          TaskGroup, XComArg, chain, get_current_context, task)
@@ -45,6 +53,9 @@ from msd_pipeline.targets.base import (IMPUTE_JOB, INGEST_JOB, PREPARE_TASK_ID, 
 
 log = logging.getLogger(__name__)
 
+TEARDOWN_CHECK_TASK_ID = "teardown_succeeded"
+# Scheduling latency and queueing on top of the tasks' own budgets.
+RUN_TIMEOUT_MARGIN = datetime.timedelta(minutes=30)
 # Songs in MongoDB: every ingest publishes an event carrying its run, counts and source.
 SONGS = Asset(name="songs", uri="msd://mongodb/songs", group="msd")
 CHAMPION_TASK_ID = "model.champion"
@@ -63,6 +74,7 @@ def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
               schedule=config.pipeline.schedule or None,
               params={**pipeline_params(config), **target.extra_params()}) as dag:
         _wire_graph(target, config, retrain_only=False)
+    dag.dagrun_timeout = run_budget(dag) + RUN_TIMEOUT_MARGIN
     return dag
 
 
@@ -79,6 +91,7 @@ def build_retrain_dag(dag_id: str, target: PipelineTarget, *, description: str,
     with _dag(dag_id, target, config, description, doc_md, ("retrain",) + tuple(tags),
               schedule=schedule, params={**params, **target.extra_params()}) as dag:
         _wire_graph(target, config, retrain_only=True)
+    dag.dagrun_timeout = run_budget(dag) + RUN_TIMEOUT_MARGIN
     return dag
 
 
@@ -87,8 +100,6 @@ def _dag(dag_id: str, target: PipelineTarget, config: PipelineConfig, descriptio
          params: Dict[str, Any]) -> DAG:
     settings = config.pipeline
     step_timeout = datetime.timedelta(minutes=settings.step_timeout_minutes)
-    approval_wait = datetime.timedelta(hours=config.retraining.approval_timeout_hours) \
-        if config.retraining.require_approval else datetime.timedelta(0)
     return DAG(
         dag_id=dag_id,
         description=description,
@@ -97,7 +108,7 @@ def _dag(dag_id: str, target: PipelineTarget, config: PipelineConfig, descriptio
         start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
         catchup=False,
         max_active_runs=1,
-        dagrun_timeout=step_timeout * 4 + approval_wait,
+        on_failure_callback=target.failure_callback(),
         default_args={
             "owner": settings.owner,
             "retries": settings.retries,
@@ -107,6 +118,29 @@ def _dag(dag_id: str, target: PipelineTarget, config: PipelineConfig, descriptio
         params=params,
         tags=["msd", "spark", target.name, *tags],
     )
+
+
+def run_budget(dag: DAG) -> datetime.timedelta:
+    """The longest path through ``dag``, each task weighted by what all its tries may take."""
+    finish: Dict[str, datetime.timedelta] = {}
+
+    def finish_of(task_id: str) -> datetime.timedelta:
+        if task_id not in finish:
+            task = dag.get_task(task_id)
+            start = max((finish_of(upstream) for upstream in task.upstream_task_ids),
+                        default=datetime.timedelta(0))
+            finish[task_id] = start + _task_budget(task)
+        return finish[task_id]
+
+    return max((finish_of(task_id) for task_id in dag.task_ids), default=datetime.timedelta(0))
+
+
+def _task_budget(task: BaseOperator) -> datetime.timedelta:
+    timeout = task.execution_timeout or getattr(task, "response_timeout", None)  # approval
+    if timeout is None:
+        raise ValueError(f"task {task.task_id} has no execution_timeout: the run timeout "
+                         "cannot be derived")
+    return (task.retries + 1) * timeout + task.retries * task.retry_delay
 
 
 def run_key_for(run_id: str) -> str:
@@ -194,12 +228,12 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
     groups = _Groups()
     if retrain_only:
         first = check_trigger()
-        chain(run, first)
         with TaskGroup("stage", tooltip="Publish the job configuration"):
             staged = None
             config_uri = publish_job_config(run, None)
-        chain(first, *setup_tasks, config_uri)
-        trained_after = config_uri
+        chain(run, first, *setup_tasks)
+        chain(first, config_uri)
+        trained_after = [config_uri, *setup_tasks[-1:]]
     else:
         with TaskGroup("stage", tooltip="Stage the songs and publish the job configuration"):
             staged = _as_xcom_arg(target.stage_data(run))
@@ -208,8 +242,8 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
             ingest = target.spark_step("ingest", INGEST_JOB, _job_args("ingest_summary_uri"))
             announced = songs_ingested(run)
             chain(ingest, announced)
-        chain(run, *setup_tasks, staged)
-        chain(config_uri, ingest)
+        chain(run, *setup_tasks)
+        chain([config_uri, *setup_tasks[-1:]], ingest)
         trained_after = announced
     last = _wire_retraining(target, config, groups, run, trained_after)
     with TaskGroup("report", tooltip="Metrics, decision, run record and report location"):
@@ -218,7 +252,14 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
     teardown = target.teardown(run)
     if teardown is not None:
         chain(summary, teardown)
-        teardown.as_teardown(setups=_first_operator(setup_tasks))
+        teardown.as_teardown(setups=_operators(setup_tasks))
+        # Airflow ignores a teardown's outcome for the run's state, and with
+        # on_failure_fail_dagrun it ignores the teardown's upstreams instead (a failed step
+        # would end SUCCESS). A plain leaf after the teardown fails the run when it failed.
+        chain(teardown, EmptyOperator(task_id=TEARDOWN_CHECK_TASK_ID, retries=0,
+                                      execution_timeout=datetime.timedelta(minutes=1),
+                                      doc_md="Upstream-failed (so the run fails) when the "
+                                             "teardown failed."))
 
 
 @task.short_circuit(task_id="check_trigger", ignore_downstream_trigger_rules=True,
@@ -355,10 +396,7 @@ def _as_xcom_arg(produced: Union[BaseOperator, XComArg]) -> XComArg:
     return produced if isinstance(produced, XComArg) else XComArg(produced)
 
 
-def _first_operator(tasks: List[TaskLike]) -> Optional[BaseOperator]:
-    if not tasks:
-        return None
-    first = tasks[0]
-    if isinstance(first, TaskGroup):
-        raise TypeError("the first task of PipelineTarget.setup must be an operator, not a TaskGroup")
-    return first.operator if isinstance(first, XComArg) else first
+def _operators(tasks: List[TaskLike]) -> List[BaseOperator]:
+    if any(isinstance(task, TaskGroup) for task in tasks):
+        raise TypeError("PipelineTarget.setup must return operators or XComArgs, not TaskGroups")
+    return [task.operator if isinstance(task, XComArg) else task for task in tasks]

@@ -121,7 +121,7 @@ class EmrSettings:
     cluster_name: str = "msd-pipeline"
     release_label: str = "emr-7.5.0"
     job_flow_role: str = "EMR_EC2_DefaultRole"
-    service_role: str = "EMR_DefaultRole"
+    service_role: str = "EMR_DefaultRole_V2"
     # "groups" (instance groups) or "fleets" (instance fleets over fleet_instance_types).
     instance_layout: str = "groups"
     master_instance_type: str = "m5.xlarge"
@@ -136,7 +136,10 @@ class EmrSettings:
     idle_timeout_minutes: int = 60
     spark_properties: Dict[str, str] = field(default_factory=lambda: {
         "spark.pyspark.python": "python3", "spark.dynamicAllocation.enabled": "true"})
-    tags: Dict[str, str] = field(default_factory=lambda: {"project": "msd-pipeline"})
+    # "for-use-with-amazon-emr-managed-policies" is what AmazonEMRServicePolicy_v2 (the V2
+    # service role) requires on the cluster's resources.
+    tags: Dict[str, str] = field(default_factory=lambda: {
+        "project": "msd-pipeline", "for-use-with-amazon-emr-managed-policies": "true"})
     # "secret": the Airflow Mongo connection's URI in a run-scoped Secrets Manager
     # secret; "master_node": MongoDB installed on the master by a bootstrap action.
     mongo_mode: str = "secret"
@@ -145,8 +148,9 @@ class EmrSettings:
     create_timeout_seconds: int = 1800
     step_timeout_seconds: int = 10800
     poll_seconds: int = 30
-    # Step sensors defer to the triggerer (needs aiobotocore next to the provider).
-    deferrable: bool = False
+    # Step sensors and the create wait defer to the triggerer (aiobotocore is pinned in
+    # requirements.txt); false keeps a worker slot busy while they wait.
+    deferrable: bool = True
     log_tail_lines: int = 200
     # On-demand USD per instance-hour (EC2 + EMR uplift) for the cost estimate.
     hourly_prices: Dict[str, float] = field(default_factory=lambda: {

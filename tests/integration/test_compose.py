@@ -46,7 +46,7 @@ def config():
 @needs_compose
 def test_compose_file_validates_with_all_services(config):
     assert set(config["services"]) == AIRFLOW_SERVICES | SPARK_SERVICES | {
-        "airflow-init", "postgres", "mongo", "mlflow"}
+        "airflow-init", "postgres", "mongo", "mlflow", "serving"}
 
 
 @needs_compose
@@ -150,3 +150,14 @@ def third_party_imports(folder: Path):
     local = {path.stem for path in folder.rglob("*.py")} | {"msdlib"}
     return {module for module in modules
             if module not in sys.stdlib_module_names and module not in local}
+
+
+@needs_compose
+def test_serving_answers_for_mlflows_champion_on_localhost(config):
+    serving = config["services"]["serving"]
+    assert serving["entrypoint"] == ["python", "-m", "msd_serving.app"]
+    assert serving["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert [str(port).split("/")[0] for port in serving["ports"]] == ["127.0.0.1:8000:8000"]
+    assert "/health" in " ".join(serving["healthcheck"]["test"])
+    targets = {volume.split(":")[1] for volume in serving["volumes"]}
+    assert {"/opt/msd/include", "/opt/msd/spark_jobs", "/opt/msd/artifacts"} <= targets

@@ -245,8 +245,18 @@ def test_cost_estimate_multiplies_instance_hours_by_prices():
     estimate = cost.estimate_cost(emr, hours=1.5)
     assert estimate["instance_hours"] == 4.5
     assert estimate["estimated_usd"] == pytest.approx(1.5 * 0.2 + 3.0 * 0.1)
-    with pytest.raises(ValueError, match="m5.xlarge"):
-        cost.estimate_cost(emr_settings(hourly_prices={}), hours=1)
+    assert estimate["missing_prices"] == []
+
+
+def test_a_missing_price_leaves_the_estimate_incomplete_with_a_warning(caplog):
+    emr = emr_settings(instance_layout="fleets", hourly_prices={"m5.xlarge": 0.2})
+    estimate = cost.estimate_cost(emr, hours=2)
+    assert estimate["instance_hours"] == 6 and estimate["estimated_usd"] == pytest.approx(2 * 0.2 + 4 * 0.2)
+    estimate = cost.estimate_cost(emr_settings(hourly_prices={}), hours=2)
+    assert estimate["estimated_usd"] is None and estimate["missing_prices"] == ["m5.xlarge"]
+    assert estimate["instance_hours"] == 6
+    assert [line["usd"] for line in estimate["lines"]] == [None, None]
+    assert "No price for m5.xlarge" in caplog.text
 
 
 def test_job_side_reader_takes_the_uri_from_the_named_secret(monkeypatch):

@@ -7,7 +7,7 @@ A target (``PipelineTarget``) decides how data is staged, how a Spark job runs
 """
 import abc
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from airflow.sdk import BaseOperator, Param, TaskGroup, XComArg
 
@@ -51,8 +51,9 @@ class PipelineTarget(abc.ABC):
 
     # -- parse-time builders -------------------------------------------------------
     def setup(self, run: XComArg) -> Optional[Union[TaskLike, Sequence[TaskLike]]]:
-        """Tasks creating run-scoped resources (e.g. a cluster), chained in order; the first
-        must be an operator or XComArg: it is the setup ``teardown`` pairs with."""
+        """Operators (or XComArgs) creating run-scoped resources (e.g. a cluster), chained in
+        order after ``prepare_run`` and beside staging; the Spark steps wait for the last.
+        Each is a setup of ``teardown``."""
         return None
 
     @abc.abstractmethod
@@ -67,7 +68,14 @@ class PipelineTarget(abc.ABC):
         fail when the job fails."""
 
     def teardown(self, run: XComArg) -> Optional[BaseOperator]:
-        """A task releasing what ``setup`` created; the factory marks it as a teardown."""
+        """A task releasing what ``setup`` created; the factory marks it as the teardown
+        of every setup operator, failing the run when it fails."""
+        return None
+
+    def failure_callback(self) -> Optional[Callable[[Any], None]]:
+        """The DAG's ``on_failure_callback``: a backstop releasing the run's resources when
+        the scheduler ended the run without its teardown (a run timeout skips it). It gets
+        only the callback context's ``dag`` and ``run_id``."""
         return None
 
     def extra_params(self) -> Dict[str, Param]:

@@ -18,6 +18,7 @@ MIN_IDLE_TIMEOUT_SECONDS = 60
 MAX_IDLE_TIMEOUT_SECONDS = 7 * 24 * 3600
 SPOT_TIMEOUT_MINUTES = 20
 TAG_VALUE_MAX = 256
+NAME_MAX = 256
 
 RUN_TAG = "airflow:dag_run_id"
 DAG_TAG = "airflow:dag_id"
@@ -42,7 +43,7 @@ def build_job_flow_request(emr: EmrSettings, layout: RunLayout, *, dag_id: str,
     """The ``RunJobFlow`` request for this run (``mongo_secret_id`` in "secret" mode)."""
     _check(emr, mongo_secret_id)
     return {
-        "Name": f"{emr.cluster_name}-{layout.run_key}"[:256],
+        "Name": cluster_name(emr, layout.run_key),
         "ReleaseLabel": emr.release_label,
         "LogUri": layout.log_uri,
         "Applications": [{"Name": "Spark"}, {"Name": "Hadoop"}],
@@ -56,6 +57,11 @@ def build_job_flow_request(emr: EmrSettings, layout: RunLayout, *, dag_id: str,
         "StepConcurrencyLevel": 1,
         "Tags": run_tags(emr, dag_id, airflow_run_id),
     }
+
+
+def cluster_name(emr: EmrSettings, run_key: str) -> str:
+    """The name of the run's cluster: how teardown and the failure callback find it."""
+    return f"{emr.cluster_name}-{run_key}"[:NAME_MAX]
 
 
 def run_tags(emr: EmrSettings, dag_id: str, airflow_run_id: str) -> List[Dict[str, str]]:

@@ -3,25 +3,25 @@
 * ``StepSensorWithLogs``: when the step fails, its stderr, stdout and controller logs are fetched
   from the cluster's LogUri into this task's log before the task fails.
 * ``EndRunClusterOperator`` (the DAG's teardown): terminates the run's cluster — the one
-  in XCom and any other cluster tagged with this DAG run (a creation that failed after
-  the cluster id existed, a retried creation) — waits until they are terminated, then
-  deletes the run's Mongo secret.
+  in XCom first, then any other cluster named and tagged like this DAG run (a creation
+  that failed after the cluster id existed, a retried creation) — waits until they are
+  terminated, then deletes the run's Mongo secret.
+* ``end_run_after_failure``: the DAG's failure callback doing the same without waiting.
+
+The AWS calls live in ``PipelineEmrHook`` (hook.py).
 """
-from typing import Any, Dict, List, Optional, Set
+from functools import cached_property
+from typing import Any, Dict, List, Optional
 
-from botocore.exceptions import WaiterError
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
-from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.sdk import BaseOperator
 
-from msdlib.config import PipelineConfig, from_dict
-from msd_pipeline.targets.emr import mongo_secret, step_logs
-from msd_pipeline.targets.emr.cluster import DAG_TAG, RUN_TAG
+from msdlib.config import EmrSettings, PipelineConfig, from_dict
+from msd_pipeline.graph import run_key_for
 from msd_pipeline.targets.base import PREPARE_TASK_ID
-
-ACTIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+from msd_pipeline.targets.emr import mongo_secret, step_logs
+from msd_pipeline.targets.emr.cluster import cluster_name
+from msd_pipeline.targets.emr.hook import PipelineEmrHook
 
 
 class StepSensorWithLogs(EmrStepSensor):
@@ -58,14 +58,13 @@ class StepSensorWithLogs(EmrStepSensor):
         from msd_pipeline.connections import mongo_uri_from_connection
 
         mongo_uri_from_connection(self.mongo_conn_id)  # masks the URI should a log echo it
-        cluster = self.hook.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]
-        log_uri = cluster.get("LogUri")
+        hook = PipelineEmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+                               verify=self.verify)
+        log_uri = hook.describe_cluster(self.job_flow_id).get("LogUri")
         if not log_uri:
             self.log.error("Step %s failed; cluster %s has no LogUri", self.step_id, self.job_flow_id)
             return
-        s3_hook = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                         verify=self.verify)
-        logs = step_logs.fetch_step_logs(s3_hook, log_uri, self.job_flow_id, self.step_id,
+        logs = step_logs.fetch_step_logs(hook.s3, log_uri, self.job_flow_id, self.step_id,
                                          wait_seconds=self.log_wait_seconds,
                                          poll_seconds=min(10.0, max(self.log_wait_seconds, 1)))
         uris = step_logs.step_log_uris(log_uri, self.job_flow_id, self.step_id)
@@ -75,71 +74,68 @@ class StepSensorWithLogs(EmrStepSensor):
             self.log.error("%s", block)
 
 
-class EndRunClusterOperator(EmrTerminateJobFlowOperator):
+class EndRunClusterOperator(BaseOperator):
     """Teardown of an EMR run: every cluster of this DAG run terminated, the secret gone.
 
-    ``job_flow_id`` is the creator's XCom (may render as "None" when creation failed);
-    clusters tagged with this DAG run are found and terminated as well. The console links
-    live on the creator and the step tasks; this task may have no cluster to link to.
+    ``job_flow_id`` is the creator's XCom (renders as "None" when creation failed); it is
+    terminated first, then any other cluster named and tagged like this run. The task
+    fails (and, as the DAG's teardown, fails the run) when a cluster could not be
+    terminated.
     """
 
-    operator_extra_links = ()
+    template_fields = ("job_flow_id",)
+    ui_color = "#f9c915"
 
-    def __init__(self, *, poll_seconds: int, terminate_timeout_seconds: int, **kwargs: Any) -> None:
+    def __init__(self, *, job_flow_id: str, aws_conn_id: Optional[str], region_name: Optional[str],
+                 poll_seconds: int, terminate_timeout_seconds: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.job_flow_id = job_flow_id
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
         self.poll_seconds = poll_seconds
         self.terminate_timeout_seconds = terminate_timeout_seconds
 
+    @cached_property
+    def hook(self) -> PipelineEmrHook:
+        return PipelineEmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+
     def execute(self, context: Any) -> List[str]:
         run = context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID)
-        cluster_ids = sorted(self._run_cluster_ids(context))
-        for cluster_id in cluster_ids:
-            self.log.info("Terminating cluster %s of run %s", cluster_id, context["run_id"])
-            self.hook.conn.terminate_job_flows(JobFlowIds=[cluster_id])
-        for cluster_id in cluster_ids:
-            self._wait_until_ended(cluster_id)
+        emr = from_dict(run["config"]).emr
+        known = self.job_flow_id if str(self.job_flow_id or "").startswith("j-") else None
+        try:
+            cluster_ids = self.hook.terminate_run_clusters(
+                known, cluster_name(emr, run["run_key"]), context["dag"].dag_id, context["run_id"])
+            self.hook.wait_until_ended(cluster_ids, self.poll_seconds, self.terminate_timeout_seconds)
+        finally:  # the secret goes even when a cluster could not be terminated
+            delete_run_secret(self.hook, emr, run["run_key"], self.log)
         if not cluster_ids:
             self.log.info("No cluster of run %s to terminate", context["run_id"])
-        if run:
-            self._delete_secret(from_dict(run["config"]), run["run_key"])
         return cluster_ids
 
-    def _wait_until_ended(self, cluster_id: str) -> None:
-        """Wait for TERMINATED; TERMINATED_WITH_ERRORS (e.g. a failed bootstrap) also means
-        the cluster is gone, and is logged rather than failing the teardown."""
-        try:
-            self.hook.get_waiter("job_flow_terminated").wait(
-                ClusterId=cluster_id,
-                WaiterConfig={"Delay": self.poll_seconds,
-                              "MaxAttempts": max(1, self.terminate_timeout_seconds // self.poll_seconds)})
-        except WaiterError:
-            status = self.hook.conn.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
-            if status["State"] != "TERMINATED_WITH_ERRORS":
-                raise
-            self.log.warning("Cluster %s ended with errors: %s", cluster_id,
-                             status.get("StateChangeReason", {}).get("Message"))
-            return
-        self.log.info("Cluster %s terminated", cluster_id)
 
-    def _run_cluster_ids(self, context: Any) -> Set[str]:
-        ids = {self.job_flow_id} if str(self.job_flow_id or "").startswith("j-") else set()
-        paginator = self.hook.conn.get_paginator("list_clusters")
-        for page in paginator.paginate(ClusterStates=ACTIVE_CLUSTER_STATES):
-            for summary in page["Clusters"]:
-                if summary["Id"] not in ids and self._belongs_to_run(summary["Id"], context):
-                    ids.add(summary["Id"])
-        return ids
+def end_run_after_failure(config: PipelineConfig, context: Any) -> None:
+    """DAG ``on_failure_callback``: the second backstop after the teardown task, for runs
+    the scheduler ended without it (a run timeout skips every unfinished task, the
+    teardown included). Works from the callback context's DAG and run id alone:
+    terminates the clusters named and tagged with the run (no wait) and deletes the
+    run's secret."""
+    emr = config.emr
+    run_id = context["run_id"]
+    run_key = run_key_for(run_id)
+    hook = PipelineEmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
+    try:
+        ended = hook.terminate_run_clusters(None, cluster_name(emr, run_key),
+                                            context["dag"].dag_id, run_id)
+        hook.log.info("Run %s failed (%s): clusters terminated: %s", run_id,
+                      context.get("reason", "failure"), ended or "none left")
+    finally:
+        delete_run_secret(hook, emr, run_key, hook.log)
 
-    def _belongs_to_run(self, cluster_id: str, context: Any) -> bool:
-        cluster = self.hook.conn.describe_cluster(ClusterId=cluster_id)["Cluster"]
-        tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
-        return tags.get(RUN_TAG) == context["run_id"] and tags.get(DAG_TAG) == context["dag"].dag_id
 
-    def _delete_secret(self, config: PipelineConfig, run_key: str) -> None:
-        if config.emr.mongo_mode != "secret":
-            return
-        name = mongo_secret.secret_name(config.emr.mongo_secret_prefix, run_key)
-        hook = SecretsManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                  verify=self.verify)
-        deleted = mongo_secret.delete_run_secret(hook, name)
-        self.log.info("Mongo secret %s %s", name, "deleted" if deleted else "was not there")
+def delete_run_secret(hook: PipelineEmrHook, emr: EmrSettings, run_key: str, log: Any) -> None:
+    if emr.mongo_mode != "secret":
+        return
+    name = mongo_secret.secret_name(emr.mongo_secret_prefix, run_key)
+    deleted = hook.delete_run_secret(name)
+    log.info("Mongo secret %s %s", name, "deleted" if deleted else "was not there")

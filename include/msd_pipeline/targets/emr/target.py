@@ -9,15 +9,19 @@
     spark.<step>.wait_for_step   EmrStepSensor; a failed step's logs → the task log
     terminate_cluster        teardown: every cluster of the run terminated, secret deleted
 
-The teardown pairs with ``ship_code`` (the first setup task), so it runs whenever the run
-created anything, including when cluster creation fails.
+Staging runs beside ``cluster``: the cluster is not billed idle while songs stream to S3,
+and the Spark steps wait for both. ``ship_code`` and ``create_cluster`` are the teardown's
+setups: the teardown runs whenever either succeeded (so also when creation fails half
+way), a failed teardown fails the run, and clearing a Spark task clears (re-runs) the
+setups, so the cleared steps run on a new cluster. The DAG's failure callback
+(``end_run_after_failure``) is the second backstop, for a run the scheduler ends without
+its teardown (a run timeout skips it).
 """
 import datetime
-from typing import Any, Dict, List, Optional
+import functools
+from typing import Any, Callable, Dict, List, Optional
 
-from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
 from airflow.sdk import Param, TaskGroup, XComArg, task
@@ -25,14 +29,20 @@ from airflow.sdk import Param, TaskGroup, XComArg, task
 from msdlib.config import PipelineConfig, from_dict, load_config
 from msdlib.io.sources import split_s3_uri
 from msd_pipeline import staging
+from msd_pipeline.targets.base import PipelineTarget, run_field
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
+from msd_pipeline.targets.emr.hook import PipelineEmrHook
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
-from msd_pipeline.targets.emr.operators import EndRunClusterOperator, StepSensorWithLogs
+from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, StepSensorWithLogs,
+                                                end_run_after_failure)
 from msd_pipeline.targets.emr.steps import spark_step
-from msd_pipeline.targets.base import PipelineTarget, run_field
 
 SHIP_TASK_ID = "cluster.ship_code"
+SHIP_TIMEOUT = datetime.timedelta(minutes=15)
+ADD_STEP_TIMEOUT = datetime.timedelta(minutes=10)
+# Deleting the run's secret and logging after the clusters are gone.
+TEARDOWN_SLACK_SECONDS = 600
 CREATE_TASK_ID = "cluster.create_cluster"
 CLUSTER_ID_FIELD = "{{ ti.xcom_pull(task_ids='%s') }}" % CREATE_TASK_ID
 # Form field → dotted config key.
@@ -92,6 +102,7 @@ class EmrTarget(PipelineTarget):
                 aws_conn_id=self.emr.aws_conn_id,
                 region_name=self.emr.region,
                 retries=0,
+                execution_timeout=ADD_STEP_TIMEOUT,
                 doc_md=f"Adds the `spark_jobs/{job}` step (command-runner.jar spark-submit).",
             )
             wait = StepSensorWithLogs(
@@ -124,10 +135,17 @@ class EmrTarget(PipelineTarget):
             region_name=self.emr.region,
             poll_seconds=self.emr.poll_seconds,
             terminate_timeout_seconds=self.emr.create_timeout_seconds,
-            deferrable=False,
-            doc_md="Teardown: terminates every cluster of this DAG run (XCom and run tag), "
-                   "waits until terminated, deletes the run's Mongo secret.",
+            retries=1,
+            execution_timeout=datetime.timedelta(
+                seconds=self.emr.create_timeout_seconds + TEARDOWN_SLACK_SECONDS),
+            doc_md="Teardown: terminates the cluster in XCom, then any other cluster named "
+                   "and tagged like this DAG run, waits until they are terminated, deletes "
+                   "the run's Mongo secret. Fails (and fails the run) when a cluster could "
+                   "not be terminated.",
         )
+
+    def failure_callback(self) -> Callable[[Any], None]:
+        return functools.partial(end_run_after_failure, self.config)
 
     def extra_params(self) -> Dict[str, Param]:
         return {
@@ -160,11 +178,7 @@ class EmrTarget(PipelineTarget):
         return uri
 
     def read_text(self, uri: str) -> Optional[str]:
-        bucket, key = split_s3_uri(uri)
-        hook = _s3_hook(self.emr)
-        if not hook.check_for_key(key, bucket_name=bucket):
-            return None
-        return hook.read_key(key, bucket_name=bucket)
+        return _hook(self.emr).read_text(uri)
 
     def read_bytes(self, uri: str) -> Optional[bytes]:
         bucket, key = split_s3_uri(uri)
@@ -176,16 +190,19 @@ class EmrTarget(PipelineTarget):
     def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
         emr = from_dict(run["config"]).emr
         cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)
-        cluster = EmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region).conn.describe_cluster(
-            ClusterId=cluster_id)["Cluster"]
+        cluster = _hook(emr).describe_cluster(cluster_id)
         estimate = cost.estimate_cost(emr, cost.cluster_hours(cluster["Status"]["Timeline"]))
         return {"cluster_id": cluster_id, "cluster_name": cluster["Name"],
                 "release_label": cluster.get("ReleaseLabel"), "log_uri": cluster.get("LogUri"),
                 "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate}
 
 
+def _hook(emr) -> PipelineEmrHook:
+    return PipelineEmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
+
+
 def _s3_hook(emr) -> S3Hook:
-    return S3Hook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
+    return _hook(emr).s3
 
 
 def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any]:
@@ -195,7 +212,7 @@ def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any
                       job_args=job_args)
 
 
-@task(task_id="ship_code", retries=2)
+@task(task_id="ship_code", retries=2, execution_timeout=SHIP_TIMEOUT)
 def _ship_code_task(run: Dict[str, Any]) -> Dict[str, Any]:
     """Upload the run's code; create its Mongo secret; build the RunJobFlow request."""
     from msd_pipeline.connections import mongo_uri_from_connection
@@ -211,10 +228,8 @@ def _ship_code_task(run: Dict[str, Any]) -> Dict[str, Any]:
                                      mongo_secret_id=secret_id)
     code = code_shipping.ship_code(_s3_hook(emr), layout)
     if secret_id:
-        mongo_secret.put_run_secret(
-            SecretsManagerHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region), secret_id,
-            mongo_uri_from_connection(config.mongo.airflow_conn_id),
-            run_tags(emr, run["dag_id"], run["airflow_run_id"]))
+        _hook(emr).put_run_secret(secret_id, mongo_uri_from_connection(config.mongo.airflow_conn_id),
+                                  run_tags(emr, run["dag_id"], run["airflow_run_id"]))
     return {"code": code, "job_flow_request": request, "mongo_secret_id": secret_id,
             "log_uri": layout.log_uri}
 

@@ -1,0 +1,401 @@
+"""The portable scorer against Spark's own transform for every model type the training
+job saves, and the prediction service as a real uvicorn process: predictions, uploads,
+bad input, and a champion switch without a restart."""
+import json
+import os
+import time
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+
+import serving_support as support
+from msd_devtools import services
+from msd_devtools.generator import generate_songs
+from msd_serving.spark_format import load_pipeline
+from msd_serving.stages import UnsupportedModelError
+from msd_serving.storage import ArtifactNotFound
+
+DECADE_MODELS = ["logistic_regression", "random_forest_classifier", "gbt_classifier",
+                 "multilayer_perceptron"]
+YEAR_MODELS = ["linear_regression", "random_forest_regressor", "gbt_regressor"]
+RUN_A = ("logistic_regression", "linear_regression")
+RUN_B = ("random_forest_classifier", "gbt_regressor")
+MAX_UPLOAD_BYTES = 300_000
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = support.local_spark()
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """Every model type fitted once, saved, and Spark's predictions on unseen songs."""
+    train = support.song_frame(spark, support.synthetic_songs(400, seed=1))
+    songs = support.synthetic_songs(120, seed=2)
+    test = support.song_frame(spark, songs)
+    folder = tmp_path_factory.mktemp("models")
+    models, saved, expected = {}, {}, {}
+    for name in DECADE_MODELS + YEAR_MODELS:
+        models[name] = support.fit(name, train)
+        column = "predicted_decade" if name in DECADE_MODELS else "year_prediction"
+        expected[name] = support.spark_predictions(models[name], test, column)
+        saved[name] = folder / name
+        models[name].write().save("file://" + str(saved[name]))
+    return {"models": models, "saved": saved, "expected": expected, "songs": songs}
+
+
+def model_frame(songs):
+    frame = {name: songs["timbre"][:, i] for i, name in enumerate(support.COLUMNS[:90])}
+    frame.update(song_loudness=songs["loudness"], song_tempo=songs["tempo"])
+    return frame
+
+
+@pytest.mark.parametrize("name", DECADE_MODELS)
+def test_decade_classes_agree_with_spark(trained, name):
+    pipeline = load_pipeline(str(trained["saved"][name]))
+    decades = pipeline.transform(model_frame(trained["songs"]))[pipeline.output_column]
+    assert list(decades) == trained["expected"][name]
+    assert len(set(decades)) > 1  # a constant model would agree trivially
+
+
+@pytest.mark.parametrize("name", YEAR_MODELS)
+def test_years_agree_with_spark(trained, name):
+    pipeline = load_pipeline(str(trained["saved"][name]))
+    years = pipeline.transform(model_frame(trained["songs"]))[pipeline.output_column]
+    assert np.abs(years - np.array(trained["expected"][name])).max() <= 1e-6
+    assert np.std(years) > 0.1
+
+
+def test_model_on_s3_scores_like_the_local_copy(trained, s3_env):
+    client = boto3.client("s3", endpoint_url=s3_env)
+    client.create_bucket(Bucket="serving-models")
+    local = trained["saved"]["gbt_classifier"]
+    for path in local.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), "serving-models",
+                               "runs/r1/" + path.relative_to(local).as_posix())
+    remote = load_pipeline("s3://serving-models/runs/r1")
+    frame = model_frame(trained["songs"])
+    assert list(remote.transform(frame)["predicted_decade"]) \
+        == trained["expected"]["gbt_classifier"]
+
+
+def test_unsupported_stage_is_named(spark, tmp_path):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import PCA, VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+
+    frame = spark.createDataFrame([(float(i), float(i % 3), float(2 * i)) for i in range(20)],
+                                  ["a", "b", "label"])
+    model = Pipeline(stages=[VectorAssembler(inputCols=["a", "b"], outputCol="raw"),
+                             PCA(k=1, inputCol="raw", outputCol="features"),
+                             LinearRegression()]).fit(frame)
+    model.write().save("file://" + str(tmp_path / "pca"))
+    with pytest.raises(UnsupportedModelError, match="PCAModel"):
+        load_pipeline(str(tmp_path / "pca"))
+    with pytest.raises(ArtifactNotFound, match="metadata"):
+        load_pipeline(str(tmp_path))
+
+
+# --- the service, as a real uvicorn process ---
+
+@pytest.fixture(scope="module")
+def runs(trained, tmp_path_factory):
+    """Two model versions (runs A and B) and a 'champion' symlink pointing at A."""
+    root = tmp_path_factory.mktemp("runs")
+    for run_id, (decade, year) in (("run-a", RUN_A), ("run-b", RUN_B)):
+        (root / run_id).mkdir()
+        support.save_run(root / run_id, run_id, decade, trained["models"][decade],
+                         year, trained["models"][year])
+    champion = root / "champion"
+    champion.symlink_to(root / "run-a")
+    return {"root": root, "champion": champion}
+
+
+@pytest.fixture(scope="module")
+def service(runs, tmp_path_factory):
+    port = services.free_port()
+    server = services.serving_service(
+        tmp_path_factory.mktemp("serving-state"), port, run_uri=str(runs["champion"]),
+        poll_seconds=0.5, env={"MSD_SERVING_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)})
+    pid = server.start()
+    yield {"base": services.serving_uri(port), "pid": pid, "server": server}
+    server.stop()
+    assert not services.port_in_use(port)
+
+
+def point_champion(runs, run_id):
+    link = runs["champion"]
+    temporary = link.with_name("champion.new")
+    temporary.symlink_to(runs["root"] / run_id)
+    os.replace(temporary, link)  # atomic, as a deployment would do it
+
+
+def wait_for_label(base, label, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, model = support.request(base, "GET", "/model")
+        if status == 200 and model["label"] == label:
+            return model
+        time.sleep(0.2)
+    raise AssertionError("still serving {} after {}s".format(model.get("label"), timeout))
+
+
+def test_health_and_model_describe_the_champion(service):
+    assert support.request(service["base"], "GET", "/health") == (
+        200, {"status": "ok", "model": "run-a/logistic_regression+linear_regression"})
+    status, model = support.request(service["base"], "GET", "/model")
+    assert status == 200
+    assert (model["run_id"], model["decade_model"], model["year_model"]) == ("run-a",) + RUN_A
+    assert model["inputs"]["song_fields"] == ["loudness", "tempo"]
+    assert model["inputs"]["timbre"] == 90
+
+
+@pytest.mark.parametrize("rows", [[0], list(range(100))])
+def test_predictions_match_spark(service, trained, rows):
+    status, reply = support.request(service["base"], "POST", "/predict",
+                                    support.songs_json(trained["songs"], rows))
+    assert status == 200, reply
+    assert reply["model"]["label"] == "run-a/logistic_regression+linear_regression"
+    predictions = reply["predictions"]
+    assert [p["track_id"] for p in predictions] == [trained["songs"]["track_ids"][i]
+                                                   for i in rows]
+    assert [p["decade"] for p in predictions] == [
+        int(trained["expected"][RUN_A[0]][i]) for i in rows]
+    for prediction, i in zip(predictions, rows):
+        assert abs(prediction["year"] - trained["expected"][RUN_A[1]][i]) <= 1e-6
+        assert 1970 <= prediction["year_rounded"] <= 2009
+
+
+def test_uploaded_msd_files_score_like_their_features(service, tmp_path):
+    from msdlib.core.features import timbre_features
+    from msdlib.io.hdf5_reader import read_song
+
+    paths = generate_songs(str(tmp_path), 2, seed=5)
+    files = [(os.path.basename(path), Path(path).read_bytes()) for path in paths]
+    status, reply = support.request(service["base"], "POST", "/predict",
+                                    *support.multipart(files))
+    assert status == 200, reply
+    songs = [read_song(path) for path in paths]
+    assert [p["track_id"] for p in reply["predictions"]] == [
+        song["analysis"]["songs"]["track_id"] for song in songs]
+    as_json = json.dumps({"songs": [
+        {"timbre": timbre_features(song["analysis"]["segments_timbre"]).tolist(),
+         "loudness": song["analysis"]["songs"]["loudness"],
+         "tempo": song["analysis"]["songs"]["tempo"]} for song in songs]}).encode()
+    _, from_features = support.request(service["base"], "POST", "/predict", as_json)
+    assert [(p["year"], p["decade"]) for p in reply["predictions"]] == [
+        (p["year"], p["decade"]) for p in from_features["predictions"]]
+
+
+def song(**changes):
+    return dict({"timbre": [0.5] * 90, "loudness": -8.0, "tempo": 110.0}, **changes)
+
+
+def body(*songs):
+    return json.dumps({"songs": list(songs)}).encode()
+
+
+@pytest.mark.parametrize("payload,content_type,status,message", [
+    (body(song(timbre=[0.5] * 89)), "application/json", 422, "has 89 values, expected 90"),
+    (body(song(), song(timbre=[0.5] * 91)), "application/json", 422, "song 1: 'timbre' has 91"),
+    (body(song(tempo=float("nan"))), "application/json", 422, "'tempo' is nan"),
+    (body(song(timbre=[0.5] * 89 + [float("inf")])), "application/json", 422, "timbre[89]"),
+    (body(song(timbre=["x"] * 90)), "application/json", 422, "timbre[0] is a string"),
+    (body({"timbre": [0.5] * 90, "loudness": -8.0}), "application/json", 422,
+     "missing field 'tempo'"),
+    (body(song(tempoo=1.0)), "application/json", 422, "unknown field(s) 'tempoo'"),
+    (body(), "application/json", 422, "'songs' is empty"),
+    (b'{"songs": [', "application/json", 400, "not valid JSON"),
+    (b'[1, 2]', "application/json", 422, "expected an object"),
+    (b"year please", "text/plain", 415, "multipart/form-data"),
+])
+def test_bad_json_input_is_a_clear_4xx(service, payload, content_type, status, message):
+    got, reply = support.request(service["base"], "POST", "/predict", payload, content_type)
+    assert got == status
+    assert message in reply["detail"]
+
+
+@pytest.mark.parametrize("files,status,message", [
+    ([("notes.h5", b"not an hdf5 file at all")], 422, "notes.h5: not a usable MSD song"),
+    ([("empty.h5", b"")], 422, "empty_file"),
+    ([("big.h5", b"\0" * (MAX_UPLOAD_BYTES + 1))], 413, "byte limit"),
+    ([], 422, "no file uploaded"),
+])
+def test_bad_uploads_are_a_clear_4xx(service, files, status, message):
+    got, reply = support.request(service["base"], "POST", "/predict",
+                                 *support.multipart(files))
+    assert got == status
+    assert message in reply["detail"]
+
+
+def test_champion_switch_without_restart(service, runs, trained):
+    point_champion(runs, "run-b")
+    try:
+        model = wait_for_label(service["base"],
+                               "run-b/random_forest_classifier+gbt_regressor")
+        assert model["run_uri"] == str(runs["root"] / "run-b")
+        status, reply = support.request(service["base"], "POST", "/predict",
+                                        support.songs_json(trained["songs"], range(50)))
+        assert status == 200
+        assert [p["decade"] for p in reply["predictions"]] == [
+            int(decade) for decade in trained["expected"][RUN_B[0]][:50]]
+        years = np.array([p["year"] for p in reply["predictions"]])
+        assert np.abs(years - np.array(trained["expected"][RUN_B[1]][:50])).max() <= 1e-6
+        assert service["server"].pid() == service["pid"]  # same process: no restart
+    finally:
+        point_champion(runs, "run-a")
+        wait_for_label(service["base"], "run-a/logistic_regression+linear_regression")
+
+
+def test_broken_new_version_keeps_the_old_one_serving(service, runs):
+    broken = runs["root"] / "run-broken"
+    broken.mkdir()
+    (broken / "metrics.json").write_text(json.dumps({"run_id": "run-broken", "decade": {
+        "chosen": "x", "model_dir": "models/missing"}, "year": {"chosen": "y",
+                                                               "model_dir": "models/missing"}}))
+    point_champion(runs, "run-broken")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status, model = support.request(service["base"], "POST", "/model/refresh")
+            if model["watcher"]["last_error"]:
+                break
+            time.sleep(0.2)
+        assert status == 200
+        assert model["label"] == "run-a/logistic_regression+linear_regression"
+        assert "models/missing" in model["watcher"]["last_error"]
+        assert support.request(service["base"], "GET", "/health")[0] == 200
+    finally:
+        point_champion(runs, "run-a")
+
+
+# --- the champion alias of the MLflow registry ---
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory):
+    if not hasattr(services, "mlflow_service"):
+        pytest.skip("no MLflow service in msd_devtools.services in this tree")
+    server = services.mlflow_service(tmp_path_factory.mktemp("mlflow"), services.free_port())
+    server.start()
+    yield services.mlflow_uri(server.port)
+    server.stop()
+
+
+def mlflow_call(base, path, payload):
+    status, reply = support.request(base, "POST", "/api/2.0/mlflow/" + path,
+                                    json.dumps(payload).encode())
+    assert status == 200, reply
+    return reply
+
+
+def register(base, run_folder):
+    """One version of msd-song-year for a run folder, as the registry module does it:
+    a run's artifacts as its source, the folder in tag artifacts_uri."""
+    run = mlflow_call(base, "runs/create", {"experiment_id": "0"})["run"]["info"]
+    version = mlflow_call(base, "model-versions/create", {
+        "name": "msd-song-year", "source": "runs:/{}/run".format(run["run_id"]),
+        "run_id": run["run_id"], "tags": [{"key": "artifacts_uri", "value": str(run_folder)}]})
+    return version["model_version"]["version"]
+
+
+def test_serves_mlflows_champion_and_follows_the_alias(mlflow_uri, runs, tmp_path):
+    mlflow_call(mlflow_uri, "registered-models/create", {"name": "msd-song-year"})
+    port = services.free_port()
+    server = services.serving_service(tmp_path, port, tracking_uri=mlflow_uri,
+                                      poll_seconds=0.5)
+    pid = server.start()
+    base = services.serving_uri(port)
+    try:
+        status, health = support.request(base, "GET", "/health")
+        assert status == 503 and "no such alias" in health["detail"]
+        for run_id in ("run-a", "run-b"):
+            version = register(mlflow_uri, runs["root"] / run_id)
+            mlflow_call(mlflow_uri, "registered-models/alias",
+                        {"name": "msd-song-year", "alias": "champion", "version": version})
+            model = wait_for_label(base, "msd-song-year/" + version)
+            assert model["run_id"] == run_id and model["registry_version"] == version
+        status, reply = support.request(base, "POST", "/predict", body(song()))
+        assert status == 200 and reply["model"]["label"] == "msd-song-year/" + version
+        assert server.pid() == pid
+    finally:
+        server.stop()
+
+
+def test_services_cli_starts_and_stops_the_service(runs, tmp_path, capsys):
+    port = str(services.free_port())
+    cli = ["--state-dir", str(tmp_path), "--serving-port", port]
+    assert services.main(["start", "serving", "--run-uri", str(runs["root"] / "run-a")]
+                         + cli) == 0
+    try:
+        assert "serving: running" in capsys.readouterr().out
+        assert services.main(["status", "serving"] + cli) == 0
+        [status] = json.loads(capsys.readouterr().out)
+        assert status["running"] and status["ready"]
+        assert support.request(services.serving_uri(int(port)), "GET", "/health")[1][
+            "model"] == "run-a/logistic_regression+linear_regression"
+    finally:
+        assert services.main(["stop", "serving"] + cli) == 0
+    assert not services.port_in_use(int(port))
+
+
+def test_serves_the_training_jobs_models_like_spark(spark, mongo_uri, tmp_path):
+    """The real pipeline: generated MSD files ingested and trained by the Spark jobs;
+    the run folder served by the portable scorer agrees with Spark's loaded models."""
+    import subprocess
+    import sys
+
+    import pymongo
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.classification import OneVsRestModel
+
+    from msd_serving.champion import RunFolderSource, load_version
+    from project_paths import PROJECT_ROOT, SPARK_JOBS
+
+    generate_songs(str(tmp_path / "songs"), 200, seed=11, unknown_year_fraction=0.2)
+    env = dict(os.environ, MSD_MONGO_URI=mongo_uri, PYSPARK_PYTHON=sys.executable)
+    common = ["--set", "mongo.database=serving_job", "--set", "spark.master=local[2]"]
+    jobs = [["ingest_songs.py", "--run-id", "ingest", "--set",
+             "ingest.source=" + str(tmp_path / "songs")],
+            ["train_models.py", "--run-id", "job-run", "--set", "training.folds=2",
+             "--set", 'training.classifiers=["gbt_classifier"]',
+             "--set", 'training.grids.gbt_classifier={"maxIter": [3], "maxDepth": [2]}',
+             "--set", 'training.regressors=["random_forest_regressor"]',
+             "--set", 'training.grids.random_forest_regressor={"numTrees": [20]}',
+             "--set", "training.artifacts_uri=" + str(tmp_path / "artifacts")]]
+    for job in jobs:
+        done = subprocess.run([sys.executable, str(SPARK_JOBS / job[0])]
+                              + job[1:] + common, env=env, capture_output=True, text=True,
+                              timeout=900, cwd=str(PROJECT_ROOT))
+        assert done.returncode == 0, done.stderr[-3000:]
+    served = load_version(RunFolderSource(str(tmp_path / "artifacts" / "job-run")).resolve())
+    client = pymongo.MongoClient(mongo_uri)
+    documents = list(client.serving_job.songs.find(
+        {}, {"features.timbre": 1, "analysis.songs": 1}))
+    client.drop_database("serving_job")
+    client.close()
+    timbre = np.array([doc["features"]["timbre"] for doc in documents])
+    fields = {name: np.array([doc["analysis"]["songs"][name] for doc in documents])
+              for name in served.inputs.song_fields}
+    years, decades = served.predict(served.inputs.frame(timbre, fields))
+
+    frame = served.inputs.frame(timbre, fields)
+    columns = served.inputs.columns
+    rows = spark.createDataFrame([tuple(float(frame[c][i]) for c in columns)
+                                  for i in range(len(documents))], columns)
+    decade_model = PipelineModel.load("file://" + str(
+        tmp_path / "artifacts" / "job-run" / served.metrics["decade"]["model_dir"]))
+    for stage in decade_model.stages:  # pyspark loses OneVsRest's raw column on load
+        if isinstance(stage, OneVsRestModel):
+            stage.setRawPredictionCol(stage.models[0].getRawPredictionCol())
+    year_model = PipelineModel.load("file://" + str(
+        tmp_path / "artifacts" / "job-run" / served.metrics["year"]["model_dir"]))
+    expected = year_model.transform(decade_model.transform(rows)) \
+        .select("predicted_decade", "year_prediction").collect()
+    assert [int(row[0]) for row in expected] == decades.tolist()
+    assert np.abs(years - np.array([row[1] for row in expected])).max() <= 1e-6
