@@ -216,22 +216,22 @@ def plot_curve(path: str, rows: Sequence[Dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     sizes = [row["size"] for row in rows]
-    figure, (times, memory) = plt.subplots(1, 2, figsize=(10, 4))
-    times.plot(sizes, [r["spark_s"] for r in rows], "o-", label="Spark ML (this job)")
-    times.plot(sizes, [r["sklearn_s"] for r in rows], "s-", label="scikit-learn")
-    times.set_xscale("log")
-    times.set_yscale("log")
-    times.set_xlabel("songs")
-    times.set_ylabel("training seconds (2 shared cores)")
-    times.set_title("Training time, default models and grids")
-    times.legend()
-    memory.plot(sizes, [r["driver_python_mb"] for r in rows], "o-", label="driver (Python)")
-    memory.plot(sizes, [r["driver_jvm_mb"] for r in rows], "s-", label="JVM (local mode)")
-    memory.set_xscale("log")
-    memory.set_xlabel("songs")
-    memory.set_ylabel("peak RSS (MB)")
-    memory.set_title("Job memory")
-    memory.legend()
+    panels = [
+        ("Training time, default models and grids", "training seconds (2 shared cores)",
+         [("spark_s", "Spark ML (this job)"), ("sklearn_s", "scikit-learn")]),
+        ("Job memory", "peak RSS (MB)",
+         [("driver_python_mb", "driver (Python)"), ("driver_jvm_mb", "JVM (local mode)")]),
+    ]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, (title, ylabel, series) in zip(axes, panels):
+        for (key, label), marker in zip(series, ("o-", "s-")):
+            axis.plot(sizes, [row[key] for row in rows], marker, label=label)
+        axis.set_xscale("log")
+        axis.set_xlabel("songs")
+        axis.set_ylabel(ylabel)
+        axis.set_title(title)
+        axis.legend()
+    axes[0].set_yscale("log")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -89,11 +89,11 @@ class TrainingSettings:
     # layer sizes). Keys: every name of msdlib.core.models.
     grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=lambda: {
         "logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
-        "random_forest_classifier": {"numTrees": [50, 100], "maxDepth": [6, 10]},
+        "random_forest_classifier": {"numTrees": [50], "maxDepth": [6, 10]},
         "gbt_classifier": {"maxIter": [20], "maxDepth": [3]},
         "multilayer_perceptron": {"hidden_layers": [[32], [64, 32]], "maxIter": [100]},
         "linear_regression": {"regParam": [0.0, 0.1, 1.0]},
-        "random_forest_regressor": {"numTrees": [50, 100], "maxDepth": [6, 10]},
+        "random_forest_regressor": {"numTrees": [100], "maxDepth": [6, 10]},
         "gbt_regressor": {"maxIter": [30, 60], "maxDepth": [3]},
     })
     # analysis.songs fields appended to the 90 timbre features (constant ones are dropped).
