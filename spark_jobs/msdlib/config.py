@@ -88,7 +88,7 @@ class TrainingSettings:
     # GBTClassifier inside OneVsRest; multilayer_perceptron's hidden_layers lists hidden
     # layer sizes). Keys: every name of msdlib.core.models.
     grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=lambda: {
-        "logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
+        "logistic_regression": {"regParam": [0.01, 0.1]},
         "random_forest_classifier": {"numTrees": [50], "maxDepth": [6, 10]},
         "gbt_classifier": {"maxIter": [20], "maxDepth": [3]},
         "multilayer_perceptron": {"hidden_layers": [[32], [64, 32]], "maxIter": [100]},
