@@ -45,7 +45,7 @@ from msdlib.config import load_config  # noqa: E402
 from msdlib.core.models import class_weights, merge_rare_decades  # noqa: E402
 from msdlib.core.selection import held_out_folds, resolve_grid_strategy  # noqa: E402
 from msdlib.core.splits import artist_fold, is_test_artist  # noqa: E402
-from msdlib.io.dataset import feature_columns, read_projection, song_row  # noqa: E402
+from msdlib.io.dataset import read_projection, song_row  # noqa: E402
 from msdlib.io.mongo import connect  # noqa: E402
 
 DATABASE_PREFIX = "scale_"
@@ -248,7 +248,7 @@ def main() -> int:
     port = services.free_port()
     server = services.mongo_service(work, port, storage=str(work / "mongo"))
     server.start()
-    rows = []  # type: List[Dict[str, Any]]
+    rows: List[Dict[str, Any]] = []
     try:
         for size in sizes:
             rows.append(bench_size(services.mongo_uri(port), size, work))

@@ -81,7 +81,7 @@ def insert_feature_songs(collection: Any, count: int, seed: int = 0,
                          batch_size: int = 1000, partition_buckets: int = 64) -> int:
     """Insert ``count`` generated songs in unordered batches; returns how many."""
     inserted = 0
-    batch = []  # type: List[Dict[str, Any]]
+    batch: List[Dict[str, Any]] = []
     for document in feature_documents(count, seed, unknown_year_fraction, artists,
                                        partition_buckets):
         batch.append(document)
