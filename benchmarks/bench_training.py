@@ -30,13 +30,12 @@ from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import train_models
 from msd_devtools import services
 from msd_devtools.generator import generate_songs
+from msdlib import training
 from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, load_config
 from msdlib.core.evaluation import classification_metrics, counts_from_pairs, regression_metrics
 from msdlib.core.models import FOLD_COL, LABEL_COL, WEIGHT_COL, YEAR_LABEL_COL
-from msdlib.io.dataset import constant_columns, feature_columns
 
 PROJECT_ROOT = Path(_PROJECT_ROOT)
 REAL_TRACKS = PROJECT_ROOT.parent / "shared" / "msd" / "tracks"
@@ -63,24 +62,20 @@ def ingest(mongo_uri: str, database: str, source: str) -> None:
 
 def spark_side(spark: Any, config: Any, mongo_uri: str) -> Tuple[Dict[str, Any], Any, Any,
                                                                   List[str]]:
-    """Train + CV with the job's own functions; returns results and the split frames."""
-    training = config.training
-    songs, _ = train_models.read_songs(spark, config, mongo_uri)
-    valid = songs.filter(songs.skip_reason.isNull())
-    prepared = train_models.prepare_labelled(valid.filter(valid.year.isNotNull()), training,
-                                             spark.sparkContext.defaultParallelism)
-    train, test = prepared["data"]["train_frame"], prepared["data"]["test_frame"]
-    columns = feature_columns(training.song_features)
-    constant = constant_columns(train, columns)
-    used = [c for c in columns if c not in constant]
+    """The job's transform step (msdlib.training); returns results and the split frames."""
+    songs, counts = training.read_songs(spark, config, mongo_uri)
+    parallelism = spark.sparkContext.defaultParallelism
     started = time.time()
-    decade = train_models.train_decade(train, test, used, prepared, training)
-    year = train_models.train_year(train, test, used, training)
+    result = training.train_and_evaluate(songs, counts, config.training, parallelism,
+                                         training.Stopwatch())
     seconds = time.time() - started
-    return ({"seconds": seconds, "decade": decade, "year": year,
-             "classes": prepared["classes"], "data": {
-                 k: v for k, v in prepared["data"].items() if not k.endswith("_frame")}},
-            train, test, used)
+    valid = songs.filter(songs.skip_reason.isNull())
+    data = training.prepare_labelled(valid.filter(valid.year.isNotNull()), config.training,
+                                     parallelism)["data"]
+    return ({"seconds": seconds, "decade": result["decade"], "year": result["year"],
+             "classes": result["decade"]["classes"], "data": {
+                 k: v for k, v in data.items() if not k.endswith("_frame")}},
+            data["train_frame"], data["test_frame"], result["features"]["used"])
 
 
 def to_numpy(frame: Any, used: List[str]) -> Dict[str, np.ndarray]:
@@ -113,7 +108,7 @@ def sklearn_side(train: Dict[str, np.ndarray], test: Dict[str, np.ndarray],
             {"n_estimators": [50], "max_depth": [8]}),
     }
     started = time.time()
-    best_cls = _search(classifiers, train["x"], train["label"], folds, "f1_weighted",
+    best_cls = _search(classifiers, train["x"], train["label"], folds, "f1_macro",
                        weight=train["weight"])
     best_reg = _search(regressors, train["x"], train["year"], folds,
                        "neg_root_mean_squared_error")

@@ -70,20 +70,31 @@ class TrainingSettings:
     seed: int = 42
     test_fraction: float = 0.2
     folds: int = 5
+    # Grid fits run this many at a time (across grid points and folds).
     parallelism: int = 2
-    # Decade classifiers and year regressors cross-validated (msdlib.core.models names).
+    # "cv": every artist fold held out in turn; "split": fold 0 only (one artist-disjoint
+    # train/validation split, `folds` times cheaper); "auto": "cv" up to cv_max_songs
+    # training songs, "split" above.
+    grid_strategy: str = "auto"
+    cv_max_songs: int = 50000
+    # Decade model choice: "macro_f1" (every decade counts equally) or "accuracy" (every
+    # song counts equally; pair it with class_weighting = false).
+    decade_selection_metric: str = "macro_f1"
+    # Decade classifiers and year regressors tuned (msdlib.core.models names).
     classifiers: List[str] = field(default_factory=lambda: [
-        "logistic_regression", "random_forest_classifier", "gbt_classifier"])
+        "logistic_regression", "random_forest_classifier", "multilayer_perceptron"])
     regressors: List[str] = field(default_factory=lambda: [
         "linear_regression", "random_forest_regressor"])
     # Per-model parameter grids (Spark ML parameter names; gbt_classifier's apply to the
-    # GBTClassifier inside OneVsRest). Keys: every name of msdlib.core.models.
+    # GBTClassifier inside OneVsRest; multilayer_perceptron's hidden_layers lists hidden
+    # layer sizes). Keys: every name of msdlib.core.models.
     grids: Dict[str, Dict[str, List[Any]]] = field(default_factory=lambda: {
-        "logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
-        "random_forest_classifier": {"numTrees": [50, 100], "maxDepth": [6, 10]},
+        "logistic_regression": {"regParam": [0.01, 0.1]},
+        "random_forest_classifier": {"numTrees": [50], "maxDepth": [6, 10]},
         "gbt_classifier": {"maxIter": [20], "maxDepth": [3]},
+        "multilayer_perceptron": {"hidden_layers": [[32], [64, 32]], "maxIter": [100]},
         "linear_regression": {"regParam": [0.0, 0.1, 1.0]},
-        "random_forest_regressor": {"numTrees": [50, 100], "maxDepth": [6, 10]},
+        "random_forest_regressor": {"numTrees": [100], "maxDepth": [6, 10]},
         "gbt_regressor": {"maxIter": [30, 60], "maxDepth": [3]},
     })
     # analysis.songs fields appended to the 90 timbre features (constant ones are dropped).

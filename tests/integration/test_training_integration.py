@@ -24,6 +24,7 @@ FAST_SETTINGS = [
     'training.grids.logistic_regression={"regParam": [0.01], "maxIter": [30]}',
     'training.grids.random_forest_classifier={"numTrees": [20], "maxDepth": [6]}',
     'training.grids.gbt_classifier={"maxIter": [3], "maxDepth": [2]}',
+    'training.grids.multilayer_perceptron={"hidden_layers": [[16]], "maxIter": [30]}',
     'training.grids.linear_regression={"regParam": [0.1]}',
     'training.grids.random_forest_regressor={"numTrees": [20], "maxDepth": [6]}',
 ]
@@ -95,7 +96,8 @@ def test_beats_both_baselines(trained):
     assert year["test"]["mae"] < year["baseline"]["mae"]
     assert decade["chosen"] in decade["cv_scores"]
     assert set(decade["cv_scores"]) == {"logistic_regression", "random_forest_classifier",
-                                        "gbt_classifier"}
+                                        "multilayer_perceptron"}
+    assert decade["cv_metric"] == "macro_f1" and summary["grid_strategy"] == "cv"
     assert year["chosen"] == min(year["cv_scores"], key=year["cv_scores"].get)
 
 

@@ -3,8 +3,9 @@ import math
 
 import pytest
 
-from msdlib.core.evaluation import (classification_metrics, confusion_matrix, counts_from_pairs,
-                               majority_baseline, regression_metrics)
+from msdlib.core.evaluation import (accuracy, classification_metrics, confusion_matrix,
+                                    counts_from_pairs, macro_f1, majority_baseline,
+                                    regression_metrics)
 
 # actual → predicted, 3 classes, 6 songs:
 # 1990: 1990, 1990, 2000   2000: 2000, 1990   2010: 2010
@@ -82,3 +83,26 @@ def test_majority_baseline_predicts_training_majority():
 def test_majority_baseline_tie_goes_to_smaller_label():
     baseline = majority_baseline({1990: 4, 2000: 4}, {1990: 1, 2000: 1}, [1990, 2000])
     assert baseline["predicted_label"] == 1990
+
+
+def test_macro_f1_is_unweighted_mean_over_classes_seen():
+    from sklearn.metrics import f1_score
+
+    actual = [0, 0, 0, 0, 1, 1, 2, 3, 3, 3]
+    predicted = [0, 0, 1, 2, 1, 0, 2, 3, 0, 1]
+    assert macro_f1(counts_from_pairs(zip(actual, predicted))) == pytest.approx(
+        f1_score(actual, predicted, average="macro"))
+
+
+def test_macro_f1_counts_a_class_only_predicted():
+    # class 5 never occurs but is predicted once: F1 0 pulls the mean down, as in sklearn
+    confusion = {(0, 0): 3, (1, 1): 2, (1, 5): 1}
+    assert macro_f1(confusion) == pytest.approx((1.0 + 0.8 + 0.0) / 3)
+
+
+def test_majority_guess_has_high_accuracy_and_low_macro_f1():
+    confusion = {(0, 0): 8, (1, 0): 1, (2, 0): 1}
+    assert accuracy(confusion) == pytest.approx(0.8)
+    assert macro_f1(confusion) == pytest.approx((2 * 0.8 / 1.8) / 3)
+    with pytest.raises(ValueError):
+        accuracy({})

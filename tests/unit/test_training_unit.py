@@ -15,7 +15,8 @@ from msdlib.core.features import FEATURE_NAMES
 from msdlib.io.imputation import prediction_update
 from msdlib.core.models import (CLASSIFIERS, REGRESSORS, TrainingError, check_model_names,
                            class_weights, merge_rare_decades, training_partitions)
-from msdlib.io.report import RunArtifacts, render_report, run_uri
+from msdlib.core.selection import held_out_folds, resolve_grid_strategy
+from msdlib.io.report import RunArtifacts, decade_verdict, render_report, run_uri
 from project_paths import PROJECT_ROOT
 
 SONG_FEATURES = ["loudness", "tempo", "energy", "danceability"]
@@ -123,6 +124,12 @@ def test_default_config_names_known_models_and_grids():
     (["logistic_regression"], ["linear_regression"], {"svm": {}}, "unknown model"),
     (["logistic_regression"], ["linear_regression"],
      {"linear_regression": {"regParam": []}}, "non-empty list"),
+    (["logistic_regression"], ["linear_regression"],
+     {"logistic_regression": {"hidden_layers": [[8]]}}, "multilayer_perceptron only"),
+    (["multilayer_perceptron"], ["linear_regression"],
+     {"multilayer_perceptron": {"hidden_layers": [8, 4]}}, "lists of positive"),
+    (["multilayer_perceptron"], ["linear_regression"],
+     {"multilayer_perceptron": {"hidden_layers": [[0]]}}, "lists of positive"),
     ([], ["linear_regression"], {}, "must not be empty"),
 ])
 def test_bad_model_settings_are_rejected(classifiers, regressors, grids, message):
@@ -192,17 +199,23 @@ def test_report_links_plots_metrics_and_models():
                                             "support": 3}}},
             "baseline": {"name": "b", "mae": 2.0, "rmse": 3.0, "r2": 0.0, "accuracy": 0.3,
                          "macro_f1": 0.1, "weighted_f1": 0.2}}
-    decade = dict(task, cv_metric="class_weighted_f1", model_dir="models/decade_m",
+    decade = dict(task, cv_metric="macro_f1", model_dir="models/decade_m",
                   classes=[1990, 2000], decade_mapping={"1980": 1990, "1990": 1990},
-                  min_decade_songs=10, class_weights={"1990": 1.0})
+                  min_decade_songs=10, class_weights={"1990": 1.0},
+                  baseline=decade_baseline(0.6, 0.2), train_class_counts={"1990": 8})
     metrics = {"run_id": "r1", "created_at": "now", "schema_version": 1,
                "data": {"labelled": 10, "unknown_year": 2, "skipped": 1,
                         "skipped_by_reason": {"non_finite": 1}, "train": 8, "test": 2,
                         "train_artists": 4, "test_artists": 1},
                "features": {"count": 94, "used": ["a"], "constant_dropped": ["song_energy"]},
                "decade": decade, "year": task,
+               "training_settings": {"class_weighting": True,
+                                     "decade_selection_metric": "macro_f1"},
+               "selection": {"grid_strategy": "cv", "held_out_folds": [0, 1, 2], "folds": 3,
+                             "parallelism": 2},
                "imputation": {"imputed": 2, "model_version": "r1/m+m"}}
     text = render_report(metrics)
+    assert "cross-validation on artist folds (3 of 3 folds" in text
     for link in ("(metrics.json)", "(plots/confusion_matrix.png)", "(plots/f1_per_decade.png)",
                  "(plots/year_predicted_vs_actual.png)", "(models/decade_m)", "(models/year_m)"):
         assert link in text
@@ -217,3 +230,57 @@ def test_unknown_classifier_is_a_usage_error_before_spark_starts():
         env={"PATH": "/usr/bin:/bin", "MSD_MONGO_URI": "mongodb://127.0.0.1:1"})
     assert result.returncode == 2
     assert "unknown classifier 'svm'" in result.stderr
+
+
+@pytest.mark.parametrize("strategy, songs, expected", [
+    ("auto", 365, "cv"), ("auto", 50000, "cv"), ("auto", 50001, "split"),
+    ("cv", 10 ** 6, "cv"), ("split", 100, "split"),
+])
+def test_grid_strategy_auto_switches_to_one_split_above_cv_max_songs(strategy, songs,
+                                                                     expected):
+    assert resolve_grid_strategy(strategy, songs, cv_max_songs=50000) == expected
+
+
+def test_cv_holds_out_every_fold_and_split_only_fold_0():
+    assert held_out_folds("cv", 5) == [0, 1, 2, 3, 4]
+    assert held_out_folds("split", 5) == [0]
+    with pytest.raises(ValueError, match="grid_strategy"):
+        resolve_grid_strategy("bootstrap", 10, 50000)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"grid_strategy": "bootstrap"}, "grid_strategy"),
+    ({"decade_selection_metric": "f1"}, "decade_selection_metric"),
+    ({"classifiers": ["svm"]}, "unknown classifier"),
+])
+def test_training_settings_usage_errors(setting, message):
+    from msdlib.cli import UsageError
+    from msdlib.training import check_settings
+
+    training = load_config(overrides={"training." + k: v for k, v in setting.items()}).training
+    with pytest.raises(UsageError, match=message):
+        check_settings(training)
+
+
+def decade_baseline(accuracy, macro_f1):
+    return {"name": "majority_decade", "predicted_label": 2000, "count": 10,
+            "accuracy": accuracy, "macro_f1": macro_f1, "weighted_f1": 0.3,
+            "per_class": {"2000": {"support": 6}}}
+
+
+@pytest.mark.parametrize("accuracy, macro_f1, expected", [
+    (0.7, 0.5, "beats it on both"),
+    (0.5, 0.5, "loses on accuracy"),
+    (0.7, 0.1, "loses on macro-F1"),
+    (0.5, 0.1, "beats it on neither"),
+])
+def test_report_says_plainly_how_the_decade_model_compares_to_the_majority(
+        accuracy, macro_f1, expected):
+    decade = {"test": {"accuracy": accuracy, "macro_f1": macro_f1},
+              "baseline": decade_baseline(0.6, 0.2), "train_class_counts": {"2000": 30}}
+    text = decade_verdict(decade, {"class_weighting": True,
+                                   "decade_selection_metric": "macro_f1"})
+    assert "(2000s, 60% of the test songs): accuracy {:.3f} vs 0.600".format(accuracy) in text
+    assert expected in text
+    if expected == "loses on accuracy":
+        assert 'decade_selection_metric = "accuracy"' in text

@@ -88,6 +88,24 @@ def majority_baseline(train_counts: Mapping[int, int],
     return metrics
 
 
+def macro_f1(confusion: Mapping[Tuple[int, int], float]) -> float:
+    """Unweighted mean F1 over the classes that occur as actual or predicted labels
+    (scikit-learn's ``f1_score(average="macro")``)."""
+    labels = sorted({label for pair in confusion for label in pair})
+    return classification_metrics(confusion, labels)["macro_f1"]
+
+
+def accuracy(confusion: Mapping[Tuple[int, int], float]) -> float:
+    total = sum(confusion.values())
+    if total == 0:
+        raise ValueError("no predictions to evaluate")
+    return sum(count for (actual, predicted), count in confusion.items()
+               if actual == predicted) / total
+
+
+CLASSIFICATION_SCORES = {"macro_f1": macro_f1, "accuracy": accuracy}
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 

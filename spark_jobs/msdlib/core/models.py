@@ -1,16 +1,23 @@
-"""Labels, class weights and the Spark ML pipelines the training job cross-validates.
+"""Labels, class weights and the Spark ML models the training job tunes.
 
-Every pipeline is VectorAssembler (the kept feature columns, in documented order) →
-StandardScaler → estimator. Column names carry the task ("decade_*", "year_*") so the
+The features are assembled (VectorAssembler over the kept feature columns, in documented
+order) and standardised (StandardScaler) ONCE per run, on the training split: every grid
+point and fold fits the estimator alone on that cached vector. The saved model is the
+full PipelineModel (``full_pipeline``): assembler → the fitted scaler → estimator, so it
+scores raw feature columns. Column names carry the task ("decade_*", "year_*") so the
 decade and year models can run one after the other on the same DataFrame.
 
 Decade classification:
 * ``logistic_regression`` (multinomial) and ``random_forest_classifier``: the tutorial's.
-* ``gbt_classifier``: gradient-boosted trees. Spark's GBTClassifier is binary only, so
-  it runs inside OneVsRest (one boosted ensemble per decade, highest margin wins); it
-  keeps what makes GBT strong on these features (non-linear interactions between timbre
-  statistics, no scaling assumptions) and, unlike MultilayerPerceptronClassifier,
-  honours the class-weight column.
+* ``multilayer_perceptron``: Spark's distributed MultilayerPerceptronClassifier (the
+  stand-in for a Keras/Elephas network: no extra framework on EMR). Its grid key
+  ``hidden_layers`` lists hidden layer sizes; the input width (features kept after
+  constant columns are dropped) and the output width (decade classes) are added at fit
+  time. It has no weight column in Spark 3.5, so class weighting does not apply to it.
+* ``gbt_classifier``: gradient-boosted trees inside OneVsRest (Spark's GBTClassifier is
+  binary only): one boosted ensemble per decade per grid point and fold, the costliest
+  model by far. Off by default: on the real songs it did not beat logistic regression
+  (benchmarks/README.md), so it pays only when its accuracy is worth that cost.
 Year regression: ``linear_regression``, ``random_forest_regressor``, ``gbt_regressor``.
 
 Rare decades: a decade with fewer than ``training.min_decade_songs`` labelled songs is
@@ -20,15 +27,18 @@ the mapping is reported. At the tails of the MSD (1920s-1940s, 2010s) this folds
 sparse decades into their neighbour.
 
 Class imbalance: with ``training.class_weighting`` each training song weighs
-n / (classes x n_class), so every decade carries the same total weight in the loss and
-in the cross-validation F1.
+n / (classes x n_class), so every decade carries the same total weight in the loss.
+Model selection is unweighted: ``training.decade_selection_metric`` "macro_f1" (every
+decade counts equally: rewards rare-decade recall) or "accuracy" (every song counts
+equally: rewards the common decades); see msdlib.core.selection.
 
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-CLASSIFIERS = ("logistic_regression", "random_forest_classifier", "gbt_classifier")
+CLASSIFIERS = ("logistic_regression", "random_forest_classifier", "multilayer_perceptron",
+               "gbt_classifier")
 REGRESSORS = ("linear_regression", "random_forest_regressor", "gbt_regressor")
 
 LABEL_COL = "decade_label"
@@ -38,6 +48,10 @@ PREDICTED_DECADE_COL = "predicted_decade"
 YEAR_LABEL_COL = "year_label"
 YEAR_PREDICTION_COL = "year_prediction"
 FOLD_COL = "fold"
+FEATURES_COL = "features"
+RAW_FEATURES_COL = "features_raw"
+# The perceptron's grid key: hidden layer sizes (Spark's ``layers`` is built at fit time).
+HIDDEN_LAYERS = "hidden_layers"
 
 
 class TrainingError(ValueError):
@@ -84,6 +98,21 @@ def check_model_names(classifiers: Sequence[str], regressors: Sequence[str],
             if not isinstance(values, list) or not values:
                 raise ValueError("training.grids.{}.{} must be a non-empty list"
                                  .format(name, param))
+        _check_hidden_layers(name, grid.get(HIDDEN_LAYERS))
+
+
+def _check_hidden_layers(name: str, layers: Any) -> None:
+    if layers is None:
+        return
+    if name != "multilayer_perceptron":
+        raise ValueError("training.grids.{}: {} applies to multilayer_perceptron only"
+                         .format(name, HIDDEN_LAYERS))
+    for hidden in layers:
+        if not isinstance(hidden, list) or not all(
+                isinstance(size, int) and not isinstance(size, bool) and size > 0
+                for size in hidden):
+            raise ValueError("training.grids.multilayer_perceptron.{} must list lists of "
+                             "positive layer sizes, e.g. [[32], [64, 32]]".format(HIDDEN_LAYERS))
 
 
 def validate_grid_params(grids: Mapping[str, Mapping[str, Any]]) -> None:
@@ -92,7 +121,7 @@ def validate_grid_params(grids: Mapping[str, Mapping[str, Any]]) -> None:
     for name, grid in grids.items():
         target = _grid_target(make_estimator(name, seed=0, weighted=False))
         for param in grid:
-            if not target.hasParam(param):
+            if param != HIDDEN_LAYERS and not target.hasParam(param):
                 raise ValueError("training.grids.{} has no parameter {!r}".format(name, param))
 
 
@@ -104,6 +133,9 @@ def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1) -
         common = {"featuresCol": features, "labelCol": LABEL_COL,
                   "predictionCol": DECADE_PREDICTION_COL,
                   "rawPredictionCol": "decade_raw_prediction"}
+        if name == "multilayer_perceptron":  # no weightCol in Spark 3.5
+            return classification.MultilayerPerceptronClassifier(
+                seed=seed, probabilityCol="decade_probability", **common)
         if weighted:
             common["weightCol"] = WEIGHT_COL
         if name == "logistic_regression":
@@ -136,27 +168,63 @@ def _grid_target(estimator: Any) -> Any:
     return estimator.getClassifier() if isinstance(estimator, OneVsRest) else estimator
 
 
-def build_pipeline(name: str, feature_cols: Sequence[str], seed: int, weighted: bool,
-                   parallelism: int = 1) -> Tuple[Any, Any]:
-    """(Pipeline assembler → scaler → estimator, the estimator)."""
-    from pyspark.ml import Pipeline
+# --- features: assembled and scaled once per run, shared by every fit ---
+
+def fit_scaler(train: Any, feature_cols: Sequence[str]) -> Any:
+    """StandardScaler (mean 0, variance 1) fitted on the training split's features."""
     from pyspark.ml.feature import StandardScaler, VectorAssembler
+
+    assembled = VectorAssembler(inputCols=list(feature_cols), outputCol=RAW_FEATURES_COL) \
+        .transform(train.select(*feature_cols))
+    return StandardScaler(inputCol=RAW_FEATURES_COL, outputCol=FEATURES_COL,
+                          withMean=True, withStd=True).fit(assembled)
+
+
+def scaled_features(frame: Any, feature_cols: Sequence[str], scaler: Any,
+                    keep: Sequence[str]) -> Any:
+    """``frame`` as the FEATURES_COL vector plus the ``keep`` columns (cache the result)."""
+    from pyspark.ml.feature import VectorAssembler
+
+    assembled = VectorAssembler(inputCols=list(feature_cols), outputCol=RAW_FEATURES_COL) \
+        .transform(frame)
+    return scaler.transform(assembled).select(FEATURES_COL, *keep)
+
+
+def task_frame(scaled: Any, name: str) -> Any:
+    """The scaled frame with the feature vector under the model's input column name."""
+    return scaled.withColumnRenamed(FEATURES_COL, _features_col(name))
+
+
+def full_pipeline(name: str, feature_cols: Sequence[str], scaler: Any, model: Any) -> Any:
+    """The saved model: VectorAssembler → the fitted scaler → the fitted estimator, on
+    the raw feature columns, with the task's column names."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import VectorAssembler
 
     features = _features_col(name)
     assembler = VectorAssembler(inputCols=list(feature_cols), outputCol=features + "_raw")
-    scaler = StandardScaler(inputCol=features + "_raw", outputCol=features,
-                            withMean=True, withStd=True)
-    estimator = make_estimator(name, seed, weighted, parallelism)
-    return Pipeline(stages=[assembler, scaler, estimator]), estimator
+    task_scaler = scaler.copy({scaler.inputCol: features + "_raw",
+                               scaler.outputCol: features})
+    return PipelineModel(stages=[assembler, task_scaler, model])
 
 
-def param_grid(estimator: Any, grid: Mapping[str, List[Any]]) -> List[Dict[Any, Any]]:
-    """Spark ParamMaps for a {param name: [values]} grid; one empty map if no grid."""
+def param_grid(estimator: Any, grid: Mapping[str, List[Any]],
+               layer_ends: Tuple[int, int] = (0, 0)) -> List[Dict[Any, Any]]:
+    """Spark ParamMaps for a {param name: [values]} grid; one empty map if no grid.
+
+    The perceptron's ``hidden_layers`` become Spark's ``layers``: the input width (the
+    features kept after constant columns are dropped), the hidden sizes, the classes.
+    """
     from pyspark.ml.tuning import ParamGridBuilder
 
     target = _grid_target(estimator)
     builder = ParamGridBuilder()
     for name in sorted(grid):
+        if name == HIDDEN_LAYERS:
+            inputs, outputs = layer_ends
+            builder.addGrid(target.layers, [[inputs] + [int(size) for size in hidden]
+                                            + [outputs] for hidden in grid[name]])
+            continue
         param = target.getParam(name)
         builder.addGrid(param, [param.typeConverter(value) for value in grid[name]])
     return builder.build()
@@ -164,13 +232,13 @@ def param_grid(estimator: Any, grid: Mapping[str, List[Any]]) -> List[Dict[Any, 
 
 @dataclass
 class CandidateResult:
-    """One model family after cross-validation, refit on the whole training split."""
+    """One model family after the grid search, refit on the whole training split."""
     name: str
     cv_metric: str
     cv_score: float
     best_params: Dict[str, Any]
     grid_scores: List[Dict[str, Any]]
-    model: Any  # the refit PipelineModel
+    model: Any  # the refit estimator model (on the scaled features)
     seconds: float
 
     def summary(self) -> Dict[str, Any]:
@@ -179,50 +247,54 @@ class CandidateResult:
                 "seconds": round(self.seconds, 3)}
 
 
-def evaluator_for(name: str, weighted: bool) -> Tuple[Any, str]:
-    """The cross-validation evaluator and the metric's name in reports.
+def evaluator_for(name: str, decade_metric: str) -> Tuple[Any, str]:
+    """The selection evaluator and the metric's name in reports.
 
-    Classification: F1 with the class weights, i.e. every decade counts equally (close
-    to macro F1, which Spark's evaluator does not offer). Regression: RMSE.
+    Classification: ``training.decade_selection_metric`` ("macro_f1": every decade counts
+    equally; "accuracy": songs count equally), unweighted. Regression: RMSE.
     """
-    from pyspark.ml.evaluation import MulticlassClassificationEvaluator, RegressionEvaluator
+    from pyspark.ml.evaluation import RegressionEvaluator
+
+    from msdlib.core.selection import DecadeEvaluator
 
     if name in CLASSIFIERS:
-        options = {"labelCol": LABEL_COL, "predictionCol": DECADE_PREDICTION_COL,
-                   "metricName": "f1"}
-        if weighted:
-            options["weightCol"] = WEIGHT_COL
-        return (MulticlassClassificationEvaluator(**options),
-                "class_weighted_f1" if weighted else "weighted_f1")
+        return (DecadeEvaluator(labelCol=LABEL_COL, predictionCol=DECADE_PREDICTION_COL,
+                                metricName=decade_metric), decade_metric)
     return (RegressionEvaluator(labelCol=YEAR_LABEL_COL, predictionCol=YEAR_PREDICTION_COL,
                                 metricName="rmse"), "rmse")
 
 
-def cross_validate(name: str, train: Any, feature_cols: Sequence[str],
-                   grid: Mapping[str, List[Any]], folds: int, parallelism: int, seed: int,
-                   weighted: bool) -> CandidateResult:
-    """K-fold cross-validation on the artist-disjoint folds of ``FOLD_COL``."""
+@dataclass(frozen=True)
+class SearchSettings:
+    """How every model family's grid is searched (from [training])."""
+    folds: List[int]  # the held-out folds (msdlib.core.selection.held_out_folds)
+    parallelism: int
+    seed: int
+    weighted: bool
+    decade_metric: str
+    layer_ends: Tuple[int, int] = (0, 0)  # perceptron input width, classes
+
+
+def tune(name: str, train: Any, grid: Mapping[str, List[Any]],
+         search: SearchSettings) -> CandidateResult:
+    """Grid search of one model family on the artist folds of ``FOLD_COL``; ``train``
+    holds the scaled features (``task_frame``)."""
     import time
 
-    from pyspark.ml.tuning import CrossValidator
+    from msdlib.core.selection import grid_search
 
     started = time.time()
-    pipeline, estimator = build_pipeline(name, feature_cols, seed, weighted, parallelism)
-    param_maps = param_grid(estimator, grid)
-    evaluator, metric = evaluator_for(name, weighted)
-    validator = CrossValidator(estimator=pipeline, estimatorParamMaps=param_maps,
-                               evaluator=evaluator, numFolds=folds, foldCol=FOLD_COL,
-                               parallelism=parallelism, seed=seed)
-    cv_model = validator.fit(train)
-    scores = [float(score) for score in cv_model.avgMetrics]
-    larger_better = evaluator.isLargerBetter()
-    best_index = max(range(len(scores)),
-                     key=lambda i: scores[i] if larger_better else -scores[i])
+    estimator = make_estimator(name, search.seed, search.weighted and name in CLASSIFIERS,
+                               search.parallelism)
+    param_maps = param_grid(estimator, grid, search.layer_ends)
+    evaluator, metric = evaluator_for(name, search.decade_metric)
+    scores, best_index, model = grid_search(estimator, param_maps, evaluator, train,
+                                            FOLD_COL, search.folds, search.parallelism)
     grid_scores = [{"params": _param_names(param_maps[i]), "score": scores[i]}
                    for i in range(len(scores))]
     return CandidateResult(name=name, cv_metric=metric, cv_score=scores[best_index],
                            best_params=_param_names(param_maps[best_index]),
-                           grid_scores=grid_scores, model=cv_model.bestModel,
+                           grid_scores=grid_scores, model=model,
                            seconds=time.time() - started)
 
 

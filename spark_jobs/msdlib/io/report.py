@@ -225,8 +225,16 @@ def render_report(metrics: Mapping[str, Any]) -> str:
         lines += ["Class weights (balanced): {}.".format(", ".join(
             "{} {:.2f}".format(k, v) for k, v in sorted(decade["class_weights"].items()))),
             ""]
+    selection = metrics.get("selection")
+    if selection:
+        lines += ["Model selection: {} on artist folds ({} of {} folds held out in turn), "
+                  "{} fits at a time.".format(
+                      "cross-validation" if selection["grid_strategy"] == "cv"
+                      else "one train/validation split", len(selection["held_out_folds"]),
+                      selection["folds"], selection["parallelism"]), ""]
     lines += _task_section("Decade classification", decade,
                            ["accuracy", "macro_f1", "weighted_f1"])
+    lines += [decade_verdict(decade, metrics["training_settings"]), ""]
     lines += ["![confusion matrix]({})".format(CONFUSION_PLOT), "",
               "![F1 per decade]({})".format(F1_PLOT), "",
               "| decade | precision | recall | F1 | support |",
@@ -264,3 +272,35 @@ def _task_section(title: str, task: Mapping[str, Any], metric_names: Sequence[st
     lines.append("")
     return lines
 
+
+
+def decade_verdict(decade: Mapping[str, Any], training: Mapping[str, Any]) -> str:
+    """The decade model against always predicting the majority decade, in plain words."""
+    test, baseline = decade["test"], decade["baseline"]
+    majority = str(baseline["predicted_label"])
+    share = baseline["per_class"][majority]["support"] / baseline["count"]
+    text = ("Against always predicting the majority decade ({}s, {:.0%} of the test songs): "
+            "accuracy {:.3f} vs {:.3f}, macro-F1 {:.3f} vs {:.3f}.".format(
+                majority, share, test["accuracy"], baseline["accuracy"], test["macro_f1"],
+                baseline["macro_f1"]))
+    wins_accuracy = test["accuracy"] > baseline["accuracy"]
+    wins_f1 = test["macro_f1"] > baseline["macro_f1"]
+    if wins_accuracy and wins_f1:
+        return text + " The model beats it on both."
+    if wins_f1:
+        weighting = " with balanced class weights" if training.get("class_weighting") else ""
+        return text + (
+            " It loses on accuracy: the baseline is right on every {}s song and wrong on "
+            "all others, while the model, chosen for {}{}, trades hits on the common decade "
+            "for recall on the rarer ones (per-decade recall below). To choose for accuracy "
+            "instead, set training.decade_selection_metric = \"accuracy\" and "
+            "training.class_weighting = false.".format(
+                majority, training.get("decade_selection_metric", "macro_f1"), weighting))
+    if wins_accuracy:
+        return text + (" It loses on macro-F1: chosen for {}, it predicts mostly the common "
+                       "decades. Set training.decade_selection_metric = \"macro_f1\" to reward "
+                       "rare-decade recall.".format(
+                           training.get("decade_selection_metric", "accuracy")))
+    return text + (" It beats it on neither: with {} training songs the timbre features "
+                   "carry too little decade signal for this model.".format(
+                       sum(decade["train_class_counts"].values())))
