@@ -67,6 +67,7 @@ test-emr-runtime: setup setup-emr
 
 bench: setup services-start
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_s3_ingest.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_serving.py
 
