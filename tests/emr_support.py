@@ -32,14 +32,17 @@ FAKE_SECRET_KEY = "msd-test-aws-secret-0b7e61c3d2"
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(*buckets: str) -> Iterator[str]:
     """A moto server (S3, EMR, Secrets Manager, ...) in this process on 127.0.0.1 and a
-    port the OS picks; yields its URL."""
+    port the OS picks, with ``buckets`` created; yields its URL."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield "http://{}:{}".format(host, port)
+        url = "http://{}:{}".format(host, port)
+        for bucket in buckets:
+            client("s3", url).create_bucket(Bucket=bucket)
+        yield url
     finally:
         server.stop()
 

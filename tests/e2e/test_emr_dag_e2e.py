@@ -54,8 +54,7 @@ SONGS = 120
 
 @pytest.fixture(scope="module")
 def moto_url():
-    with moto_server() as url:
-        client("s3", url).create_bucket(Bucket=BUCKET)
+    with moto_server(BUCKET) as url:
         yield url
 
 

@@ -19,8 +19,7 @@ SONG_COUNT = 24
 
 @pytest.fixture(scope="module")
 def moto_url():
-    with moto_server() as url:
-        client("s3", url).create_bucket(Bucket=BUCKET)
+    with moto_server(BUCKET) as url:
         yield url
 
 
