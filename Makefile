@@ -44,6 +44,7 @@ $(EMR_STAMP): $(EMR_REQUIREMENTS) include/pipeline.toml include/msd_pipeline/tar
 
 services-start: setup
 	$(PY) -m msd_devtools.services start mongo
+	$(PY) -m msd_devtools.services start mlflow
 
 services-stop:
 	$(PY) -m msd_devtools.services stop all

@@ -75,17 +75,20 @@ def mongo_with_password(mongo_uri):
 
 
 @pytest.fixture(scope="module")
-def airflow_env(moto_url, mongo_with_password):
-    return airflow_env_for(moto_url, mongo_with_password, Credentials())
+def airflow_env(moto_url, mongo_with_password, mlflow_tracking_uri):
+    return airflow_env_for(moto_url, mongo_with_password, Credentials(), mlflow_tracking_uri)
 
 
-def airflow_env_for(moto_url: str, mongo_connection: str, credentials: Credentials) -> Dict[str, str]:
-    """Airflow's environment: aws_default with ``credentials``, pointed at moto."""
+def airflow_env_for(moto_url: str, mongo_connection: str, credentials: Credentials,
+                    mlflow_tracking_uri: str) -> Dict[str, str]:
+    """Airflow's environment: aws_default with ``credentials``, pointed at moto; the
+    model registry on the test session's MLflow server."""
     aws_connection = json.dumps({
         "conn_type": "aws", "login": credentials.access_key, "password": credentials.secret_key,
         "extra": {"region_name": REGION, "endpoint_url": moto_url}})
     return airflow_support.airflow_env(airflow_support.airflow_home(), connections={
-        "aws_default": aws_connection, "mongo_default": mongo_connection})
+        "aws_default": aws_connection, "mongo_default": mongo_connection},
+        extra={"MLFLOW_TRACKING_URI": mlflow_tracking_uri})
 
 
 class RealStepRunner:
@@ -576,12 +579,14 @@ def iam_enforced(moto_url: str):
 
 
 def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users, song_archive,
-                                                           mongo_with_password, mongo_uri, tmp_path):
+                                                           mongo_with_password, mongo_uri,
+                                                           mlflow_tracking_uri, tmp_path):
     """The whole run under IAM enforcement: Airflow's calls as the Airflow principal, the
     jobs' calls (and EMR's log pushing) as the instance profile."""
     database = "emr_e2e_iam_" + uuid.uuid4().hex[:8]
     config = write_config(tmp_path / "config.json", song_archive, database)
-    env = airflow_env_for(moto_url, mongo_with_password, iam_users[AIRFLOW_USER])
+    env = airflow_env_for(moto_url, mongo_with_password, iam_users[AIRFLOW_USER],
+                          mlflow_tracking_uri)
     node = iam_users[NODE_USER]
     with iam_enforced(moto_url):
         run = run_pipeline(env, config, RealStepRunner(moto_url, tmp_path, node), moto_url,
