@@ -33,6 +33,7 @@ from moto.core.exceptions import ServiceException
 from moto.emr.models import Cluster, emr_backends
 
 from msdlib.config import load_config
+from msd_devtools import services
 from msd_devtools.generator import generate_songs
 from msd_pipeline.graph import run_key_for
 
@@ -74,7 +75,16 @@ def mongo_with_password(mongo_uri):
                                             authSource="admin")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def mlflow_tracking_uri(tmp_path):
+    """A registry of this test's own: every run here starts with no champion."""
+    server = services.mlflow_service(tmp_path / "mlflow", services.free_port())
+    server.start()
+    yield services.mlflow_uri(server.port)
+    server.stop()
+
+
+@pytest.fixture
 def airflow_env(moto_url, mongo_with_password, mlflow_tracking_uri):
     return airflow_env_for(moto_url, mongo_with_password, Credentials(), mlflow_tracking_uri)
 
@@ -234,12 +244,20 @@ def test_success_path_records_metrics_and_terminates(airflow_env, moto_url, song
     run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
 
     assert run.state == "success", run.describe()
-    assert set(run.tasks.values()) == {"success"}, run.tasks
+    db = pymongo.MongoClient(mongo_uri)[database]
+    # Approval is off by default. A challenger the gate rejects is not promoted, and with
+    # no champion at all there is nothing to impute with.
+    promoted = db["model_decisions"].find_one()["status"] == "promoted"
+    skipped = set() if promoted else {
+        "model.promote", "spark.impute.add_step", "spark.impute.wait_for_step"}
+    not_done = {task for task, state in run.tasks.items() if state != "success"}
+    assert not_done - {"model.approve"} == skipped, run.tasks
+    assert {run.tasks[task] for task in not_done} <= {"skipped"}, run.tasks
     assert_run_cleaned_up(run, moto_url)
     [cluster] = run.clusters
-    assert [step.state for step in cluster.steps] == ["COMPLETED", "COMPLETED"]
+    # ingest, train_evaluate (challenger + champion on one split), impute (the champion)
+    assert [step.state for step in cluster.steps] == ["COMPLETED"] * (3 if promoted else 2)
 
-    db = pymongo.MongoClient(mongo_uri)[database]
     assert db["songs"].count_documents({}) == SONGS
     record = db["pipeline_runs"].find_one()
     assert record["target"] == "emr" and record["status"] == "success"
@@ -393,20 +411,6 @@ def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(airflow_env, 
     assert_run_cleaned_up(run, moto_url)
 
 
-def step_writing_outputs(moto_url: str):
-    """A step that "succeeds" by writing its summary (and metrics.json) where the DAG
-    reads them, without Spark: for paths about the cluster, not the jobs."""
-    def run(cluster: Any, step: Any) -> StepOutcome:
-        args = list(step.args)
-        bucket, _, key = args[args.index("--summary-path") + 1][len("s3://"):].partition("/")
-        s3 = client("s3", moto_url)
-        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"status": "success"}).encode())
-        s3.put_object(Bucket=bucket, Key=key.rsplit("/", 1)[0] + "/metrics.json",
-                      Body=json.dumps({"decade": {}, "year": {}}).encode())
-        return StepOutcome(True, stdout='{"status": "success"}')
-    return run
-
-
 def test_a_failed_termination_fails_a_run_whose_work_succeeded(airflow_env, moto_url,
                                                                 song_archive, tmp_path, monkeypatch):
     config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_terminate_denied")
@@ -418,7 +422,7 @@ def test_a_failed_termination_fails_a_run_whose_work_succeeded(airflow_env, moto
 
     monkeypatch.setattr(backend, "terminate_job_flows", terminate_denied)
     try:
-        run = run_pipeline(airflow_env, config, step_writing_outputs(moto_url), moto_url)
+        run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
     finally:
         monkeypatch.undo()
     [cluster] = run.clusters
