@@ -279,8 +279,7 @@ def test_broken_new_version_keeps_the_old_one_serving(service, runs):
 
 @pytest.fixture(scope="module")
 def mlflow_uri(tmp_path_factory):
-    if not hasattr(services, "mlflow_service"):
-        pytest.skip("no MLflow service in msd_devtools.services in this tree")
+    """A registry of this module's own (the session's is shared with the DAG tests)."""
     server = services.mlflow_service(tmp_path_factory.mktemp("mlflow"), services.free_port())
     server.start()
     yield services.mlflow_uri(server.port)
