@@ -280,10 +280,8 @@ def test_broken_new_version_keeps_the_old_one_serving(service, runs):
 @pytest.fixture(scope="module")
 def mlflow_uri(tmp_path_factory):
     """A registry of this module's own (the session's is shared with the DAG tests)."""
-    server = services.mlflow_service(tmp_path_factory.mktemp("mlflow"), services.free_port())
-    server.start()
-    yield services.mlflow_uri(server.port)
-    server.stop()
+    with services.running_mlflow(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
 
 
 def mlflow_call(base, path, payload):
@@ -351,7 +349,6 @@ def test_serves_the_training_jobs_models_like_spark(spark, mongo_uri, tmp_path):
 
     import pymongo
     from pyspark.ml import PipelineModel
-    from pyspark.ml.classification import OneVsRestModel
 
     from msd_serving.champion import RunFolderSource, load_version
     from project_paths import PROJECT_ROOT, SPARK_JOBS
@@ -389,9 +386,6 @@ def test_serves_the_training_jobs_models_like_spark(spark, mongo_uri, tmp_path):
                                   for i in range(len(documents))], columns)
     decade_model = PipelineModel.load("file://" + str(
         tmp_path / "artifacts" / "job-run" / served.metrics["decade"]["model_dir"]))
-    for stage in decade_model.stages:  # pyspark loses OneVsRest's raw column on load
-        if isinstance(stage, OneVsRestModel):
-            stage.setRawPredictionCol(stage.models[0].getRawPredictionCol())
     year_model = PipelineModel.load("file://" + str(
         tmp_path / "artifacts" / "job-run" / served.metrics["year"]["model_dir"]))
     expected = year_model.transform(decade_model.transform(rows)) \

@@ -144,10 +144,11 @@ def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1) -
         if name == "random_forest_classifier":
             return classification.RandomForestClassifier(
                 seed=seed, probabilityCol="decade_probability", **common)
-        # The inner classifier writes the raw prediction column OneVsRest reads.
-        inner = classification.GBTClassifier(seed=seed)
-        inner.setRawPredictionCol(common["rawPredictionCol"])
-        return classification.OneVsRest(classifier=inner, parallelism=parallelism, **common)
+        # OneVsRest reads each inner model's raw predictions from its own rawPredictionCol,
+        # which a loaded OneVsRestModel resets to the default (pyspark 4.2): both keep it.
+        del common["rawPredictionCol"]
+        return classification.OneVsRest(classifier=classification.GBTClassifier(seed=seed),
+                                        parallelism=parallelism, **common)
     common = {"featuresCol": features, "labelCol": YEAR_LABEL_COL,
               "predictionCol": YEAR_PREDICTION_COL}
     if name == "linear_regression":
