@@ -129,6 +129,60 @@ def approval_body(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+REPORT_BEGIN = "<!-- decision -->"
+REPORT_END = "<!-- /decision -->"
+
+
+def report_section(record: Mapping[str, Any]) -> str:
+    """The decision as a markdown section of the run's report: status, the scores side
+    by side on the shared split, the gate's checks and the lineage."""
+    challenger = record["challenger"]
+    champion = record.get("champion") or {}
+    scores = challenger["scores"]
+    champion_scores = champion.get("scores") or {}
+    split = record.get("evaluation_split") or {}
+
+    def score(scored: Mapping[str, Any], task: str, name: str, digits: int) -> str:
+        value = (scored.get(task) or {}).get(name)
+        return "{:.{}f}".format(value, digits) if isinstance(value, (int, float)) else "-"
+
+    lines = [REPORT_BEGIN, "## Champion/challenger decision", "",
+             "**{}**: challenger `{}` (registry version {}); champion before: {}.".format(
+                 record["status"].replace("_", " "), challenger["label"],
+                 challenger["version"],
+                 "`{}`".format(champion["label"]) if champion else "none"),
+             "", "| on the same test split | challenger | champion | baseline |",
+             "| --- | ---: | ---: | ---: |",
+             "| year RMSE | {} | {} | {} |".format(
+                 score(scores, "year", "rmse", 3), score(champion_scores, "year", "rmse", 3),
+                 score(scores, "year", "baseline_rmse", 3)),
+             "| decade macro-F1 | {} | {} | {} |".format(
+                 score(scores, "decade", "macro_f1", 4),
+                 score(champion_scores, "decade", "macro_f1", 4),
+                 score(scores, "decade", "baseline_macro_f1", 4)),
+             "", "Split: {} songs, hash `{}`.".format(split.get("songs", "?"),
+                                                     split.get("hash", "?")),
+             "", "Gate:"]
+    lines += ["- [{}] {}: {}".format("x" if check["passed"] else " ", check["rule"],
+                                      check["reason"]) for check in record["gate"]["checks"]]
+    triggers = ", ".join("`{}` from {} {}".format(event["asset"], event["source_dag_id"],
+                                                   event["source_run_id"])
+                         for event in record.get("asset_events") or []) or "none"
+    lines += ["", "Lineage: {} run `{}` ({}), DAG version `{}`; asset events: {}.".format(
+        record["dag_id"], record["airflow_run_id"], record["run_type"],
+        record.get("dag_version_id") or "-", triggers), REPORT_END]
+    return "\n".join(lines) + "\n"
+
+
+def with_report_section(report: str, section: str) -> str:
+    """``report`` with its decision section replaced by ``section`` (appended when it has
+    none), so that writing it again changes nothing."""
+    begin, end = report.find(REPORT_BEGIN), report.find(REPORT_END)
+    if begin >= 0 and end > begin:
+        return report[:begin] + section + report[end + len(REPORT_END):].lstrip("\n")
+    return report.rstrip("\n") + "\n\n" + section
+
+
 def save_decision(record: Mapping[str, Any], mongo: MongoSettings) -> None:
     """Replace-upsert ``record`` through the Airflow connection ``mongo.airflow_conn_id``."""
     with _collection(mongo) as collection:

@@ -30,32 +30,26 @@ pipeline trains on its own songs (param ``train``), and msd_retrain's check_trig
 a run whose events all say so. The target (``msd_pipeline.targets``) decides how data is
 staged, how a Spark job runs (spark-submit to a master, or an EMR step) and where files
 live; the graph, the Params form (``msd_pipeline.params``), the run record and the
-metrics collection are shared. Building a DAG reads ``include/pipeline.toml`` and
-nothing else: no connection, no network.
+metrics collection are shared. What each shared task does lives in
+``msd_pipeline.tasks``. Building a DAG reads ``include/pipeline.toml`` and nothing else:
+no connection, no network.
 """
 import datetime
-import json
-import logging
-import re
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import (DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTriggerTimetable,
                          TaskGroup, XComArg, chain, get_current_context, task)
-from airflow.sdk.exceptions import AirflowFailException
 
-from msdlib.config import ConfigError, PipelineConfig, from_dict, load_config
-from msd_pipeline import decisions, retraining, run_records
-from msd_pipeline.params import RETRAIN_PARAMS, config_overrides, pipeline_params
+from msdlib.config import PipelineConfig, load_config
+from msd_pipeline import decisions, retraining, tasks
+from msd_pipeline.budgets import RUN_TIMEOUT_MARGIN, run_budget
+from msd_pipeline.params import RETRAIN_PARAMS, pipeline_params
 from msd_pipeline.targets.base import (IMPUTE_JOB, INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB,
                                        PipelineTarget, TaskLike, job_config_field, run_field)
 
-log = logging.getLogger(__name__)
-
 TEARDOWN_CHECK_TASK_ID = "teardown_succeeded"
-# Scheduling latency and queueing on top of the tasks' own budgets.
-RUN_TIMEOUT_MARGIN = datetime.timedelta(minutes=30)
 # Songs in MongoDB: every ingest publishes an event carrying its run, counts and source.
 SONGS = Asset(name="songs", uri="msd://mongodb/songs", group="msd")
 CHAMPION_TASK_ID = "model.champion"
@@ -120,94 +114,26 @@ def _dag(dag_id: str, target: PipelineTarget, config: PipelineConfig, descriptio
     )
 
 
-def run_budget(dag: DAG) -> datetime.timedelta:
-    """The longest path through ``dag``, each task weighted by what all its tries may take."""
-    finish: Dict[str, datetime.timedelta] = {}
-
-    def finish_of(task_id: str) -> datetime.timedelta:
-        if task_id not in finish:
-            task = dag.get_task(task_id)
-            start = max((finish_of(upstream) for upstream in task.upstream_task_ids),
-                        default=datetime.timedelta(0))
-            finish[task_id] = start + _task_budget(task)
-        return finish[task_id]
-
-    return max((finish_of(task_id) for task_id in dag.task_ids), default=datetime.timedelta(0))
-
-
-def _task_budget(task: BaseOperator) -> datetime.timedelta:
-    timeout = task.execution_timeout or getattr(task, "response_timeout", None)  # approval
-    if timeout is None:
-        raise ValueError(f"task {task.task_id} has no execution_timeout: the run timeout "
-                         "cannot be derived")
-    return (task.retries + 1) * timeout + task.retries * task.retry_delay
-
-
-def run_key_for(run_id: str) -> str:
-    """The Airflow run id made safe for paths and S3 keys."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
-
-
 def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bool) -> None:
     @task(task_id=PREPARE_TASK_ID, multiple_outputs=False,
           execution_timeout=datetime.timedelta(minutes=5))
     def prepare_run() -> Dict[str, Any]:
         """Resolve this run's configuration from pipeline.toml and the form."""
-        context = get_current_context()
-        params = dict(context["params"])
-        overrides = {**config_overrides(params), **target.overrides_from_params(params)}
-        try:
-            config = load_config(overrides=overrides)
-        except ConfigError as exc:  # a bad form value: retrying cannot help
-            raise AirflowFailException("invalid run configuration: {}".format(exc)) from exc
-        run_uri_root = target.resolve_artifacts_uri(config.training.artifacts_uri)
-        config = config.with_overrides({"training.artifacts_uri": run_uri_root})
-        run_id = context["run_id"]
-        run_key = run_key_for(run_id)
-        run_uri = run_uri_root.rstrip("/") + "/" + run_key
-        return {
-            "dag_id": context["dag"].dag_id,
-            "airflow_run_id": run_id,
-            "run_key": run_key,
-            "target": target.name,
-            "params": params,
-            "config": config.to_dict(),
-            "run_uri": run_uri,
-            "ingest_summary_uri": run_uri + "/ingest_summary.json",
-            "train_summary_uri": run_uri + "/train_summary.json",
-            "impute_summary_uri": run_uri + "/impute_summary.json",
-            "metrics_uri": run_uri + "/metrics.json",
-        }
+        return tasks.prepare_run(target, get_current_context())
 
     @task(task_id="publish_job_config", execution_timeout=datetime.timedelta(minutes=5))
     def publish_job_config(run: Dict[str, Any], staged: Optional[Dict[str, Any]]) -> str:
         """Write the job configuration (with the staged source); return its location."""
-        config = from_dict(run["config"])
-        if staged:
-            config = config.with_overrides({"ingest.source": staged["source"]})
-        location = target.publish_job_config(run, config.to_json())
-        log.info("Job configuration for run %s: %s", run["run_key"], location)
-        return location
+        return tasks.publish_job_config(target, run, staged)
 
     @task(task_id="collect_metrics", multiple_outputs=False, trigger_rule="none_failed",
           execution_timeout=datetime.timedelta(minutes=10))
     def collect_metrics(run: Dict[str, Any], staged: Optional[Dict[str, Any]],
                         config_uri: str) -> Dict[str, Any]:
-        """Summaries, metrics and the decision → a pipeline_runs record; the report's
-        location → the log."""
+        """Summaries, metrics and the decision → the run record and the report."""
         context = get_current_context()
         decision = context["ti"].xcom_pull(task_ids=DECIDE_TASK_ID, key="decision")
-        record = run_records.build_run_record(
-            run, staged, config_uri, read_json=lambda uri: _read_json(target, uri),
-            started_at=context["dag_run"].start_date,
-            target_details=target.run_record_details(run, context),
-            report_exists=lambda uri: target.read_text(uri) is not None,
-            decision=decisions.find_decision(decision["_id"], from_dict(run["config"]).mongo)
-            if decision else None)
-        run_records.save_run_record(record, from_dict(run["config"]).mongo)
-        log.info("Run record %s stored in pipeline_runs", record["_id"])
-        log.info("Report: %s", record["artifacts"]["report_uri"] or "(none written)")
-        return run_records.summarize(record)
+        return tasks.collect_metrics(target, run, staged, config_uri, decision, context)
 
     @task.short_circuit(task_id="songs_ingested", outlets=[SONGS],
                         ignore_downstream_trigger_rules=False,
@@ -215,13 +141,7 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
     def songs_ingested(run: Dict[str, Any]) -> bool:
         """Publish the `songs` asset event; go on to training when param ``train`` is set
         (else msd_retrain trains on these songs)."""
-        context = get_current_context()
-        train_here = bool(run["params"].get("train", True))
-        summary = _read_json(target, run["ingest_summary_uri"]) or {}
-        extra = decisions.songs_event_extra(run, summary, train_here)
-        context["outlet_events"][SONGS].extra = extra
-        log.info("songs event: %s", extra)
-        return train_here
+        return tasks.announce_songs(target, run, get_current_context()["outlet_events"][SONGS])
 
     run = prepare_run()
     setup_tasks = _as_list(target.setup(run))
@@ -267,15 +187,7 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
 def check_trigger() -> bool:
     """Skip the run when every `songs` event that triggered it comes from a pipeline run
     that trains on its own songs (one ingest, one training)."""
-    context = get_current_context()
-    events = decisions.asset_event_summaries(context.get("triggering_asset_events"))
-    if decisions.trained_elsewhere(events):
-        log.info("Skipping: the %d songs event(s) come from runs that train themselves: %s",
-                 len(events), [event["source_run_id"] for event in events])
-        return False
-    log.info("Retraining (%s run, %d songs event(s))", context["dag_run"].run_type,
-             len(events))
-    return True
+    return tasks.should_retrain(get_current_context())
 
 
 class _Groups:
@@ -284,11 +196,6 @@ class _Groups:
     def __init__(self) -> None:
         self.spark = TaskGroup("spark", tooltip="Spark jobs: ingest, train + evaluate, impute")
         self.model = TaskGroup("model", tooltip="Champion/challenger: registry, gate, promotion")
-
-
-def _value(enum_or_str: Any) -> str:
-    """``DagRunType.ASSET_TRIGGERED`` → ``"asset_triggered"``."""
-    return str(getattr(enum_or_str, "value", enum_or_str))
 
 
 def _champion_field(key: str) -> str:
@@ -304,21 +211,12 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
     @task(task_id="resolve_champion", execution_timeout=datetime.timedelta(minutes=5))
     def resolve_champion(run: Dict[str, Any]) -> Dict[str, str]:
         """The champion's registry version and run folder (empty: no champion yet)."""
-        champion = retraining.current_champion(from_dict(run["config"]))
-        log.info("Champion: %s", champion["label"] or "none yet")
-        return champion
+        return tasks.resolve_champion(run)
 
     @task.branch(task_id="decide", execution_timeout=datetime.timedelta(minutes=15))
     def decide(run: Dict[str, Any], champion: Dict[str, str]) -> List[str]:
         """Log + register the challenger, apply the gate, store the decision record."""
-        context = get_current_context()
-        record = retraining.register_and_decide(
-            run, target, champion, run_type=_value(context["dag_run"].run_type),
-            dag_version_id=str(getattr(context["ti"], "dag_version_id", "") or ""),
-            asset_events=decisions.asset_event_summaries(
-                context.get("triggering_asset_events")))
-        context["ti"].xcom_push(key="decision", value=record)
-        context["ti"].xcom_push(key="approval_body", value=decisions.approval_body(record))
+        record = tasks.decide(target, run, champion, get_current_context())
         return decisions.next_tasks(record, PROMOTE_TASK_ID, approve_task, CHAMPION_TASK_ID)
 
     @task(task_id="promote", execution_timeout=datetime.timedelta(minutes=5))
@@ -334,15 +232,8 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
     def champion(run: Dict[str, Any]) -> Optional[Dict[str, str]]:
         """The champion after the decision: imputation's model (none: imputation skips)."""
         ti = get_current_context()["ti"]
-        record = ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision")
-        retraining.close_decision(run, record,
-                                  promoted=ti.xcom_pull(task_ids=PROMOTE_TASK_ID) is not None)
-        serving = retraining.current_champion(from_dict(run["config"]))
-        if not run["config"]["training"]["impute"] or not serving["version"]:
-            log.info("No imputation: %s", "impute is off" if serving["version"]
-                     else "no champion yet")
-            return None
-        return serving
+        return tasks.serving_champion(run, ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision"),
+                                      promoted=ti.xcom_pull(task_ids=PROMOTE_TASK_ID) is not None)
 
     with groups.model:
         current = resolve_champion(run)
@@ -379,11 +270,6 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
 def _job_args(summary_field: str) -> List[str]:
     return ["--config", job_config_field(), "--run-id", run_field("run_key"),
             "--summary-path", run_field(summary_field)]
-
-
-def _read_json(target: PipelineTarget, uri: str) -> Optional[Dict[str, Any]]:
-    text = target.read_text(uri)
-    return json.loads(text) if text is not None else None
 
 
 def _as_list(items: Any) -> List[TaskLike]:

@@ -159,6 +159,11 @@ def record_decision(mlflow_client: Any, mlflow_run_id: str, record: Mapping[str,
     mlflow_client.log_dict(mlflow_run_id, dict(record), "decision.json")
 
 
+def log_report(mlflow_client: Any, mlflow_run_id: str, name: str, report: str) -> None:
+    """Replace the report ``name`` logged with the training run (now with the decision)."""
+    mlflow_client.log_text(mlflow_run_id, report, LOGGED_RUN_FOLDER + "/" + name)
+
+
 def register_challenger(mlflow_client: Any, run_uri: str, metrics: Mapping[str, Any],
                         mlflow_run_id: str) -> ModelRef:
     """A new version of ``msd-song-year`` for the run; alias ``challenger`` moves to it."""

@@ -1,7 +1,7 @@
 """What the graph's retraining tasks do (Airflow side): find the champion, register a
 training run as the challenger, apply the gate, record the decision, promote.
 
-The tasks in ``msd_pipeline.graph`` are thin wrappers around these functions; the Spark
+The tasks of ``msd_pipeline.graph`` call these (through ``msd_pipeline.tasks``); the Spark
 jobs never see MLflow.
 """
 import json

@@ -19,6 +19,7 @@ Schema (``schema_version`` 1), shared by every target:
     target_details   target-specific facts (EMR: cluster id, instance-hours, cost)
 """
 import datetime
+import re
 from typing import Any, Callable, Dict, Optional
 
 from msdlib.config import MongoSettings
@@ -70,6 +71,11 @@ def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: st
         },
         "target_details": target_details,
     }
+
+
+def run_key_for(run_id: str) -> str:
+    """The Airflow run id made safe for paths and S3 keys."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
 
 
 def run_identity(run: Dict[str, Any]) -> Dict[str, str]:

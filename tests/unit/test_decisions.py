@@ -86,3 +86,42 @@ def test_decision_record_has_full_lineage():
 def test_the_decision_picks_the_branch(outcome, approve, expected):
     record = {"gate": {"outcome": outcome}}
     assert decisions.next_tasks(record, "model.promote", approve, "model.champion") == expected
+
+
+def _record(champion=True):
+    decision = decide(Scores(7.0, 0.4), Scores(10.0, 0.1),
+                      Scores(7.05, 0.41) if champion else None, GateSettings(0.1, 0.01))
+    events = decisions.asset_event_summaries({"songs": [_event("manual__1", {"retrain": True})]})
+    return decisions.build_decision_record(
+        RUN, METRICS if champion else dict(METRICS, champion=None),
+        decision, {"version": "3", "label": "msd-song-year/3"},
+        {"version": "2", "label": "msd-song-year/2"} if champion else None,
+        run_type="asset_triggered", dag_version_id="0193", asset_events=events)
+
+
+def test_report_section_shows_both_models_on_the_split_the_checks_and_the_lineage():
+    section = decisions.report_section(_record())
+    assert "**rejected**: challenger `msd-song-year/3` (registry version 3); " \
+           "champion before: `msd-song-year/2`." in section
+    assert "| year RMSE | 7.000 | 7.050 | 10.000 |" in section
+    assert "| decade macro-F1 | 0.4000 | 0.4100 | 0.1000 |" in section
+    assert "Split: 40 songs, hash `sha256-sum60:40:abc`." in section
+    assert "- [x] absolute:" in section and "- [ ] year_rmse:" in section
+    assert "asset events: `songs` from msd_local_pipeline manual__1." in section
+
+
+def test_report_section_without_a_champion():
+    section = decisions.report_section(_record(champion=False))
+    assert "**promoted**" in section and "champion before: none." in section
+    assert "| year RMSE | 7.000 | - | 10.000 |" in section
+    assert "- [x] first_model:" in section
+
+
+def test_writing_the_section_again_changes_nothing():
+    report = "# Training run\n\nscores\n"
+    first = decisions.with_report_section(report, decisions.report_section(_record()))
+    assert first.startswith(report) and first.count(decisions.REPORT_BEGIN) == 1
+    assert decisions.with_report_section(first, decisions.report_section(_record())) == first
+    promoted = decisions.report_section(_record(champion=False))
+    replaced = decisions.with_report_section(first, promoted)
+    assert replaced.count(decisions.REPORT_BEGIN) == 1 and "**promoted**" in replaced

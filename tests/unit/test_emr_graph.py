@@ -7,7 +7,8 @@ import datetime
 import pytest
 
 from msdlib.config import load_config
-from msd_pipeline.graph import RUN_TIMEOUT_MARGIN, build_pipeline_dag, run_budget
+from msd_pipeline.budgets import RUN_TIMEOUT_MARGIN, run_budget
+from msd_pipeline.graph import build_pipeline_dag
 from msd_pipeline.targets.emr.target import EmrTarget
 from msd_pipeline.targets.local.target import LocalTarget
 

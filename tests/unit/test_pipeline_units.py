@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from msd_pipeline import graph, params, run_records
+from msd_pipeline import params, run_records
 from msd_pipeline.connections import mongo_uri_from_connection
 
 RUN = {"dag_id": "msd_local_pipeline", "airflow_run_id": "manual__2026-01-01T00:00:00+00:00",
@@ -42,9 +42,9 @@ def test_every_form_field_maps_to_a_real_config_key():
 
 
 def test_run_keys_are_path_and_s3_safe():
-    assert graph.run_key_for("manual__2026-11-23T19:12:57.883956+00:00") == \
+    assert run_records.run_key_for("manual__2026-11-23T19:12:57.883956+00:00") == \
         "manual__2026-11-23T19_12_57.883956_00_00"
-    assert graph.run_key_for("scheduled__2026-11-22T00:00:00+00:00").startswith("scheduled__")
+    assert run_records.run_key_for("scheduled__2026-11-22T00:00:00+00:00").startswith("scheduled__")
 
 
 def test_mongo_uri_carries_credentials_and_extras(monkeypatch):

@@ -99,6 +99,10 @@ class PipelineTarget(abc.ABC):
     def read_text(self, uri: str) -> Optional[str]:
         """The text of a file under the artifacts location, or None when it is absent."""
 
+    @abc.abstractmethod
+    def write_text(self, uri: str, text: str) -> None:
+        """Replace a file under the artifacts location (the report, with the decision)."""
+
     def read_bytes(self, uri: str) -> Optional[bytes]:
         """The bytes of a file under the artifacts location (plots logged to the model
         registry), or None when it is absent."""

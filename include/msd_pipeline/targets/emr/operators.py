@@ -17,7 +17,7 @@ from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import BaseOperator
 
 from msdlib.config import EmrSettings, PipelineConfig, from_dict
-from msd_pipeline.graph import run_key_for
+from msd_pipeline.run_records import run_key_for
 from msd_pipeline.targets.base import PREPARE_TASK_ID
 from msd_pipeline.targets.emr import mongo_secret, step_logs
 from msd_pipeline.targets.emr.cluster import cluster_name

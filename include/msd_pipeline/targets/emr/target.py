@@ -180,6 +180,10 @@ class EmrTarget(PipelineTarget):
     def read_text(self, uri: str) -> Optional[str]:
         return _hook(self.emr).read_text(uri)
 
+    def write_text(self, uri: str, text: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        _s3_hook(self.emr).load_string(text, key=key, bucket_name=bucket, replace=True)
+
     def read_bytes(self, uri: str) -> Optional[bytes]:
         bucket, key = split_s3_uri(uri)
         hook = _s3_hook(self.emr)

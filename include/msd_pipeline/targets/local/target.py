@@ -68,6 +68,10 @@ class LocalTarget(PipelineTarget):
         except FileNotFoundError:
             return None
 
+    def write_text(self, uri: str, text: str) -> None:
+        with open(uri, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
     def read_bytes(self, uri: str) -> Optional[bytes]:
         try:
             with open(uri, "rb") as handle:
