@@ -88,10 +88,8 @@ def spark_master_url(services_state_dir) -> str:
 @pytest.fixture(scope="session")
 def mlflow_tracking_uri(services_state_dir) -> str:
     """An MLflow tracking server (SQLite backend) started for this test session."""
-    server = services.mlflow_service(services_state_dir / "mlflow", services.free_port())
-    server.start()
-    yield services.mlflow_uri(server.port)
-    server.stop()
+    with services.running_mlflow(services_state_dir / "mlflow") as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

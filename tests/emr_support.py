@@ -299,8 +299,9 @@ def metadata_db_text(airflow_env: Dict[str, str]) -> Dict[str, str]:
     return {table: repr(_query(airflow_env, 'SELECT * FROM "{}"'.format(table))) for table in tables}
 
 
-def task_log_text(airflow_env: Dict[str, str]) -> Dict[str, str]:
-    """path → text of every file under AIRFLOW_HOME/logs."""
-    logs = Path(airflow_env["AIRFLOW_HOME"]) / "logs"
+def task_log_text(airflow_env: Dict[str, str], dag_id: str, run_id: str) -> Dict[str, str]:
+    """path → text of every task log file of one DAG run (the Airflow home is shared by
+    the test session)."""
+    logs = Path(airflow_env["AIRFLOW_HOME"]) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
     return {str(path): path.read_text(errors="replace")
             for path in sorted(logs.rglob("*")) if path.is_file()}

@@ -12,6 +12,7 @@ fails with a clear error when its port is taken by another process.
     python -m msd_devtools.services stop
 """
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import pyspark
 
@@ -165,6 +166,17 @@ def mlflow_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 5000) -> Man
             "--artifacts-destination", str(state_dir / "mlflow-artifacts")]
     return ManagedProcess("mlflow", argv, port, state_dir,
                           lambda: _http_answers(f"{mlflow_uri(port)}/health"), start_timeout=120.0)
+
+
+@contextlib.contextmanager
+def running_mlflow(state_dir: Path) -> Iterator[str]:
+    """An MLflow server of its own on a free port, for the duration of the block: its URI."""
+    server = mlflow_service(state_dir, free_port())
+    server.start()
+    try:
+        yield mlflow_uri(server.port)
+    finally:
+        server.stop()
 
 
 def mlflow_uri(port: int = 5000) -> str:

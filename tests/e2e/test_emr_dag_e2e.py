@@ -35,7 +35,7 @@ from moto.emr.models import Cluster, emr_backends
 from msdlib.config import load_config
 from msd_devtools import services
 from msd_devtools.generator import generate_songs
-from msd_pipeline.graph import run_key_for
+from msd_pipeline.run_records import run_key_for
 
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, ArchiveServer,
@@ -60,10 +60,15 @@ def moto_url():
 
 
 @pytest.fixture(scope="module")
-def song_archive(tmp_path_factory):
+def song_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e-songs")
     generate_songs(str(folder), SONGS, seed=5)
-    served = ServedFile(make_song_archive(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def song_archive(song_folder):
+    served = ServedFile(make_song_archive(song_folder))
     with ArchiveServer({"/msd-e2e.tar.gz": served}) as server:
         yield server.url("/msd-e2e.tar.gz")
 
@@ -78,10 +83,8 @@ def mongo_with_password(mongo_uri):
 @pytest.fixture
 def mlflow_tracking_uri(tmp_path):
     """A registry of this test's own: every run here starts with no champion."""
-    server = services.mlflow_service(tmp_path / "mlflow", services.free_port())
-    server.start()
-    yield services.mlflow_uri(server.port)
-    server.stop()
+    with services.running_mlflow(tmp_path / "mlflow") as uri:
+        yield uri
 
 
 @pytest.fixture
@@ -186,7 +189,8 @@ class PipelineRun:
 def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, moto_url: str,
                  logical_date: Optional[str] = None,
                  alongside: Optional[Callable[[], None]] = None,
-                 node_credentials: Credentials = Credentials()) -> PipelineRun:
+                 node_credentials: Credentials = Credentials(),
+                 dag_id: str = DAG_ID) -> PipelineRun:
     """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR (and
     ``alongside`` runs in a thread: another AWS user, the scheduler's part, ...)."""
     before = set(emr_backend().clusters)
@@ -197,18 +201,18 @@ def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, mo
         helper.start()
     try:
         result = airflow_support.run_dags_test(
-            DAG_ID, {**airflow_env, "MSD_CONFIG": str(config_path)}, timeout=600,
+            dag_id, {**airflow_env, "MSD_CONFIG": str(config_path)}, timeout=600,
             logical_date=logical_date)
     finally:
         driver.stop()
         if helper:
             helper.join(timeout=60)
     assert not driver.errors, driver.errors
-    run_id, state = latest_run(DAG_ID, airflow_env)
+    run_id, state = latest_run(dag_id, airflow_env)
     output = result.output
     clusters = [emr_backend().clusters[cid] for cid in sorted(set(emr_backend().clusters) - before)]
-    return PipelineRun(output, state, task_states(DAG_ID, run_id, airflow_env), clusters,
-                       output + "\n".join(task_log_text(airflow_env).values()))
+    return PipelineRun(output, state, task_states(dag_id, run_id, airflow_env), clusters,
+                       output + "\n".join(task_log_text(airflow_env, dag_id, run_id).values()))
 
 
 def emr_backend():
@@ -267,8 +271,54 @@ def test_success_path_records_metrics_and_terminates(airflow_env, moto_url, song
     assert details["cost"]["instance_hours"] > 0 and details["cost"]["estimated_usd"] > 0
     assert record["artifacts"]["metrics_uri"].startswith(f"s3://{BUCKET}/pipeline/artifacts/")
     assert "Report: s3://" in run.logs
+    bucket, _, key = record["artifacts"]["report_uri"][len("s3://"):].partition("/")
+    report = client("s3", moto_url).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert "**{}**: challenger `{}`".format(record["decision"]["status"],
+                                           record["decision"]["challenger"]["label"]) in report
     assert_deferred(run)
     assert_no_secret_leaked(airflow_env, run)
+
+
+def ingest_locally(song_folder: Path, mongo_uri: str, database: str) -> None:
+    """Songs already in the database, as an earlier pipeline run leaves them."""
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "spark_jobs" / "ingest_songs.py"), "--run-id", "seed",
+         "--set", "ingest.source=" + str(song_folder), "--set", "mongo.database=" + database,
+         "--set", "spark.master=local[2]"],
+        env=dict(os.environ, MSD_MONGO_URI=mongo_uri, PYSPARK_PYTHON=sys.executable),
+        capture_output=True, text=True, timeout=600, cwd=str(PROJECT_ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_retraining_on_emr_trains_decides_and_imputes_with_the_champion(
+        airflow_env, moto_url, song_folder, mongo_uri, tmp_path):
+    """msd_retrain_emr on songs already in the database: a cluster of its own, the training
+    step, the gate (no champion yet), imputation with the champion, the teardown."""
+    database = "emr_e2e_retrain_" + uuid.uuid4().hex[:8]
+    ingest_locally(song_folder, mongo_uri, database)
+    config = write_config(tmp_path / "config.json", "http://unused.invalid/songs.tar.gz",
+                          database)
+    run = run_pipeline(airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url,
+                       dag_id="msd_retrain_emr")
+
+    assert run.state == "success", run.describe()
+    db = pymongo.MongoClient(mongo_uri)[database]
+    record = db["pipeline_runs"].find_one({"dag_id": "msd_retrain_emr"})
+    assert record["data"] is None and record["ingest"] is None and record["metrics"]
+    decision = record["decision"]
+    promoted = decision["status"] == "promoted"
+    assert promoted == decision["gate"]["passed"] and decision["champion"] is None
+    [cluster] = run.clusters
+    # train_evaluate, then impute with the champion when there is one
+    assert [step.state for step in cluster.steps] == ["COMPLETED"] * (2 if promoted else 1)
+    unknown = db["songs"].count_documents({"features.year": None})
+    labels = db["songs"].distinct("predicted.model_version")
+    assert labels == ([decision["challenger"]["label"]] if promoted else [])
+    assert db["songs"].count_documents({"predicted": {"$exists": True}}) == \
+        (unknown if promoted else 0)
+    # the create wait and each step's sensor deferred
+    assert run.output.count("[DAG TEST] Trigger completed") >= 1 + len(cluster.steps)
+    assert_run_cleaned_up(run, moto_url)
 
 
 def assert_deferred(run: PipelineRun) -> None:
@@ -332,12 +382,16 @@ def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch
     emr = client("emr", moto_url)
     cluster_id = emr.run_job_flow(Name="ended-with-errors", ReleaseLabel="emr-7.5.0",
                                   Instances={"KeepJobFlowAliveWhenNoSteps": True})["JobFlowId"]
-    emr_backend().clusters[cluster_id].state = "TERMINATED_WITH_ERRORS"
-    hook = PipelineEmrHook(aws_conn_id=None, region_name=REGION)
-    hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)  # a warning, no raise
-    emr_backend().clusters[cluster_id].state = "WAITING"
-    with pytest.raises(Exception, match="[Ww]aiter"):
-        hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)
+    cluster = emr_backend().clusters[cluster_id]
+    try:
+        cluster.state = "TERMINATED_WITH_ERRORS"
+        hook = PipelineEmrHook(aws_conn_id=None, region_name=REGION)
+        hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)  # a warning
+        cluster.state = "WAITING"
+        with pytest.raises(Exception, match="[Ww]aiter"):
+            hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)
+    finally:  # the next tests check that no cluster is left active
+        cluster.terminate()
 
 
 # -- teardown, failure callback and cost: the holes of a first real run --------------------------

@@ -173,7 +173,8 @@ def test_ingest_publishes_the_songs_asset_with_its_run_counts_and_source(pipelin
     with _airflow_db(pipeline_run["env"]) as db:
         rows = db.execute(
             "SELECT e.extra, e.source_dag_id, e.source_run_id FROM asset_event e "
-            "JOIN asset a ON a.id = e.asset_id WHERE a.name = 'songs'").fetchall()
+            "JOIN asset a ON a.id = e.asset_id WHERE a.name = 'songs' AND e.source_run_id = ?",
+            (record["airflow_run_id"],)).fetchall()
     assert len(rows) == 1
     extra, source_dag_id, source_run_id = rows[0]
     extra = json.loads(extra)
@@ -200,6 +201,20 @@ def test_first_model_promoted_and_imputation_names_its_version(pipeline_run):
     versions = pipeline_run["db"].songs.distinct("predicted.model_version")
     assert versions == [label]
     assert record["imputation"]["model_version"] == label
+    report = Path(record["artifacts"]["report_uri"]).read_text()
+    assert "**promoted**: challenger `{}`".format(label) in report
+    assert "- [x] first_model:" in report
+
+
+def test_the_registry_keeps_the_report_with_its_decision(pipeline_run, mlflow_tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    decision = pipeline_run["db"].pipeline_runs.find_one()["decision"]
+    client = MlflowClient(mlflow_tracking_uri)
+    logged = client.download_artifacts(decision["challenger"]["mlflow_run_id"], "run/report.md",
+                                       str(pipeline_run["work"]))
+    assert "**promoted**: challenger `{}`".format(decision["challenger"]["label"]) in \
+        Path(logged).read_text()
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +242,7 @@ def test_retrain_rejects_a_challenger_no_better_than_the_champion(pipeline_run, 
     failed = [check["rule"] for check in decision["gate"]["checks"] if not check["passed"]]
     assert failed == ["year_rmse"]  # same songs, same split: no margin gained
     assert record["data"] is None and record["ingest"] is None
+    assert "**rejected**" in Path(record["artifacts"]["report_uri"]).read_text()
 
 
 def test_imputation_after_a_rejected_challenger_leaves_predictions_unchanged(
