@@ -11,7 +11,7 @@
 // view shows them, 1 otherwise.
 import fs from 'node:fs';
 import path from 'node:path';
-import { FINISHED, reportFailure, withPage } from './chromium.mjs';
+import { api, finalRunState, reportFailure, waitFor, withPage } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { conf: {}, timeoutSeconds: 900 };
@@ -29,29 +29,6 @@ function parseArgs(argv) {
     throw new Error('--url, --ingest-dag, --retrain-dag and --screenshot are required');
   }
   return args;
-}
-
-async function api(page, method, url, data) {
-  const response = await page.request.fetch(url, { method, data });
-  if (!response.ok()) throw new Error(`${method} ${url}: ${response.status()} ${await response.text()}`);
-  return response.json();
-}
-
-async function waitFor(page, deadline, probe) {
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value) return value;
-    await page.waitForTimeout(3000);
-  }
-  return null;
-}
-
-async function runState(page, args, dag, runId, deadline) {
-  const url = `${args.url}/api/v2/dags/${dag}/dagRuns/${encodeURIComponent(runId)}`;
-  return (await waitFor(page, deadline, async () => {
-    const state = (await api(page, 'GET', url)).state;
-    return FINISHED.has(state) ? state : null;
-  })) || 'timeout';
 }
 
 async function songsEventOf(page, args, ingestRunId, deadline) {
@@ -72,10 +49,11 @@ async function main() {
     await api(page, 'PATCH', `${args.url}/api/v2/dags/${args.retrainDag}`, { is_paused: false });
     const ingest = await api(page, 'POST', `${args.url}/api/v2/dags/${args.ingestDag}/dagRuns`,
       { logical_date: null, conf: args.conf });
-    const ingestState = await runState(page, args, args.ingestDag, ingest.dag_run_id, deadline);
+    const ingestState = await finalRunState(
+      page, args.url, args.ingestDag, ingest.dag_run_id, deadline);
     const found = ingestState === 'success' ? await songsEventOf(page, args, ingest.dag_run_id, deadline) : null;
     const retrainState = found
-      ? await runState(page, args, args.retrainDag, found.retrainRunId, deadline) : 'not triggered';
+      ? await finalRunState(page, args.url, args.retrainDag, found.retrainRunId, deadline) : 'not triggered';
 
     await page.goto(`${args.url}/assets`);
     await page.getByRole('link', { name: 'songs', exact: true }).first().click();

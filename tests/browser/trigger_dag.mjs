@@ -8,7 +8,7 @@
 // the run succeeded, 1 otherwise.
 import fs from 'node:fs';
 import path from 'node:path';
-import { FINISHED, reportFailure, withPage } from './chromium.mjs';
+import { finalRunState, reportFailure, triggerFromForm, withPage } from './chromium.mjs';
 
 function parseArgs(argv) {
   const args = { params: {}, timeoutSeconds: 600 };
@@ -29,40 +29,12 @@ function parseArgs(argv) {
   return args;
 }
 
-async function triggerFromForm(page, args) {
-  await page.goto(`${args.url}/dags/${args.dag}`);
-  await page.getByRole('button', { name: /^Trigger/ }).first().click();
-  const dialog = page.getByRole('dialog');
-  for (const [name, value] of Object.entries(args.params)) {
-    await dialog.locator(`[name="element_${name}"]`).fill(value);
-  }
-  const unpause = dialog.getByText(`Unpause ${args.dag} on trigger`);
-  if (await unpause.count()) await unpause.check();
-  const runsCreated = page.waitForResponse(
-    (response) => response.request().method() === 'POST'
-      && response.url().includes(`/api/v2/dags/${args.dag}/dagRuns`));
-  await dialog.getByRole('button', { name: /^Trigger$/ }).click();
-  const response = await runsCreated;
-  if (!response.ok()) throw new Error(`trigger failed: ${response.status()} ${await response.text()}`);
-  return (await response.json()).dag_run_id;
-}
-
-async function waitForEnd(page, args, runId) {
-  const runUrl = `${args.url}/api/v2/dags/${args.dag}/dagRuns/${encodeURIComponent(runId)}`;
-  const deadline = Date.now() + args.timeoutSeconds * 1000;
-  while (Date.now() < deadline) {
-    const state = (await (await page.request.get(runUrl)).json()).state;
-    if (FINISHED.has(state)) return state;
-    await page.waitForTimeout(3000);
-  }
-  return 'timeout';
-}
-
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   await withPage({ width: 1400, height: 900 }, async (page) => {
-    const runId = await triggerFromForm(page, args);
-    const state = await waitForEnd(page, args, runId);
+    const runId = await triggerFromForm(page, args.url, args.dag, args.params);
+    const state = await finalRunState(page, args.url, args.dag, runId,
+      Date.now() + args.timeoutSeconds * 1000);
     await page.goto(`${args.url}/dags/${args.dag}/runs/${encodeURIComponent(runId)}`);
     await page.getByText(/^(success|failed)$/i).first().waitFor({ timeout: 30000 }).catch(() => {});
     fs.mkdirSync(path.dirname(args.screenshot), { recursive: true });

@@ -3,66 +3,25 @@ msd_local_pipeline from the UI's form with a non-default param and sees it succe
 then an ingest-only run's `songs` event makes the scheduler start msd_retrain_local,
 which the Assets view shows. Screenshots are kept under test-artifacts/."""
 import json
-import os
-import shutil
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 
 import psutil
 import pymongo
 import pytest
 
-from airflow_support import PROJECT_ROOT, spark_connection, mongo_connection, write_config
-from msd_devtools import services
+from ui_support import (GENERATED_SONGS, SCREENSHOTS, needs_browser, run_browser_script,
+                        running_ui)
 
-BROWSER_DIR = PROJECT_ROOT / "tests" / "browser"
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = PROJECT_ROOT / "test-artifacts" / "ui" / "msd_local_pipeline_run.png"
-ASSETS_SCREENSHOT = PROJECT_ROOT / "test-artifacts" / "ui" / "songs_asset_retrain.png"
-DEFAULT_SONGS, FORM_SONGS = 120, 150
+SCREENSHOT = SCREENSHOTS / "msd_local_pipeline_run.png"
+ASSETS_SCREENSHOT = SCREENSHOTS / "songs_asset_retrain.png"
+FORM_SONGS = 150
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() or not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir()
-    or shutil.which("node") is None,
-    reason="needs /usr/bin/chromium (apt-get install chromium), node, and playwright-core "
-           "(npm ci --prefix tests/browser)")
+pytestmark = needs_browser
 
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, mongo_uri, mlflow_tracking_uri):
-    home = tmp_path_factory.mktemp("ui_airflow_home")
-    work = tmp_path_factory.mktemp("ui_data")
-    database = "ui_" + uuid.uuid4().hex[:10]
-    config = write_config(work, {
-        "pipeline.schedule": "", "pipeline.retries": 0, "mongo.database": database,
-        "retraining.schedule": "", "retraining.tracking_uri": mlflow_tracking_uri,
-        "staging.mode": "generated", "staging.generated_songs": DEFAULT_SONGS,
-        "staging.data_dir": str(work / "data"), "training.artifacts_uri": str(work / "artifacts"),
-        "training.folds": 2, "training.classifiers": ["logistic_regression"],
-        "training.regressors": ["linear_regression"],
-        "training.grids": {"logistic_regression": {"regParam": [0.01]},
-                           "linear_regression": {"regParam": [0.1]}}})
-    port = services.free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW_", "AIRFLOW__", "MSD_"))}
-    env.update(MSD_CONFIG=str(config),
-               AIRFLOW_CONN_MONGO_DEFAULT=mongo_connection(mongo_uri),
-               AIRFLOW_CONN_SPARK_DEFAULT=spark_connection("local[2]"))
-    command = [sys.executable, "-m", "msd_devtools.ui"]
-    options = ["--port", str(port), "--home", str(home)]
-    started = subprocess.run(command + ["start"] + options, env=env, capture_output=True,
-                             text=True, timeout=600)
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        status = subprocess.run(command + ["status"] + options, env=env, capture_output=True,
-                                text=True, timeout=60)
-        yield {"url": "http://127.0.0.1:{}".format(port), "database": database,
-               "status": [json.loads(line) for line in status.stdout.splitlines()]}
-    finally:
-        subprocess.run(command + ["stop"] + options, env=env, timeout=120)
-        pymongo.MongoClient(mongo_uri).drop_database(database)
+    with running_ui(tmp_path_factory, mongo_uri, mlflow_tracking_uri) as running:
+        yield running
 
 
 def test_ui_components_run_and_listen_only_on_localhost(ui):
@@ -81,13 +40,10 @@ def test_ui_components_run_and_listen_only_on_localhost(ui):
 
 def test_trigger_from_the_ui_with_a_non_default_param(ui, mongo_uri):
     SCREENSHOT.unlink(missing_ok=True)
-    completed = subprocess.run(
-        ["node", str(BROWSER_DIR / "trigger_dag.mjs"), "--url", ui["url"],
-         "--dag", "msd_local_pipeline", "--param", "generated_songs={}".format(FORM_SONGS),
-         "--screenshot", str(SCREENSHOT), "--timeout-seconds", "600"],
-        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=720)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    outcome = run_browser_script(
+        "trigger_dag.mjs", "--url", ui["url"], "--dag", "msd_local_pipeline",
+        "--param", "generated_songs={}".format(FORM_SONGS), "--screenshot", str(SCREENSHOT),
+        timeout_seconds=600)
     assert outcome["state"] == "success"
     assert SCREENSHOT.stat().st_size > 10_000
     database = pymongo.MongoClient(mongo_uri)[ui["database"]]
@@ -99,17 +55,13 @@ def test_trigger_from_the_ui_with_a_non_default_param(ui, mongo_uri):
 
 def test_an_ingest_event_triggers_retraining_seen_in_the_assets_view(ui, mongo_uri):
     ASSETS_SCREENSHOT.unlink(missing_ok=True)
-    completed = subprocess.run(
-        ["node", str(BROWSER_DIR / "asset_retrain.mjs"), "--url", ui["url"],
-         "--ingest-dag", "msd_local_pipeline", "--retrain-dag", "msd_retrain_local",
-         "--conf", json.dumps({"train": False}), "--screenshot", str(ASSETS_SCREENSHOT),
-         "--timeout-seconds", "1200"],
-        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=1320)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    outcome = run_browser_script(
+        "asset_retrain.mjs", "--url", ui["url"], "--ingest-dag", "msd_local_pipeline",
+        "--retrain-dag", "msd_retrain_local", "--conf", json.dumps({"train": False}),
+        "--screenshot", str(ASSETS_SCREENSHOT), timeout_seconds=1200)
     extra = outcome["event"]["extra"]
     assert extra["run_id"] == outcome["ingest_run_id"] and extra["retrain"] is True
-    assert extra["counts"]["files_ingested"] == DEFAULT_SONGS
+    assert extra["counts"]["files_ingested"] == GENERATED_SONGS
     assert outcome["assets_view_shows_retrain"] is True
     assert ASSETS_SCREENSHOT.stat().st_size > 10_000
     database = pymongo.MongoClient(mongo_uri)[ui["database"]]
