@@ -9,11 +9,8 @@ import pytest
 from msdlib.io import sources
 from msdlib.config import ConfigError
 from msdlib.io.sources import (SourceError, SourceReader, list_sources, read_bytes,
-                            split_s3_uri)
-
-
-
-
+                               split_s3_uri)
+from project_paths import PROJECT_ROOT
 
 
 def write(path: Path, content: bytes = b"x") -> str:
@@ -41,8 +38,7 @@ def test_folder_lists_h5_files_recursively_sorted(song_tree):
 
 def test_relative_folder_resolves_against_project_root(song_tree):
     root, expected = song_tree
-    project_root = Path(__file__).resolve().parents[1]
-    relative = os.path.relpath(root, project_root)
+    relative = os.path.relpath(root, PROJECT_ROOT)
     assert list_sources(relative) == expected
 
 
