@@ -130,12 +130,16 @@ def songs_schema(song_features: Sequence[str]) -> Any:
 def load_songs(spark: Any, mongo_uri: str, database: str, collection: str,
                buckets: int, partitions: int, song_features: Sequence[str],
                year_range: Tuple[int, int] = DEFAULT_YEAR_RANGE) -> Any:
-    """All songs that carry a partition key, as a DataFrame (lazy; cache it)."""
+    """All songs that carry a partition key, as a DataFrame (lazy; cache it). Each
+    partition is sorted by track id: the database returns its songs in whatever order
+    they were written, and the seeded models (random forests sample rows) must see the
+    same rows in the same order to train the same model twice."""
     groups = bucket_groups(buckets, partitions)
     rdd = spark.sparkContext.parallelize(groups, len(groups)).mapPartitions(
         read_partition(mongo_uri, database, collection, song_features,
                        year_range=year_range))
-    return spark.createDataFrame(rdd, songs_schema(song_features))
+    return spark.createDataFrame(rdd, songs_schema(song_features)) \
+        .sortWithinPartitions("track_id")
 
 
 def count_unpartitioned(mongo_uri: str, database: str, collection: str) -> int:
