@@ -19,6 +19,7 @@ The scheduler and triggerer run with ``--skip-serve-logs``: the api-server reads
 logs from the local log folder.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -118,8 +119,10 @@ def start(home: Path, port: int, login: bool = False) -> List[ManagedProcess]:
 
 
 def stop(home: Path, port: int) -> None:
-    for process in reversed(components(home, port)):
-        process.stop()
+    """Stop every component at once: each may take its grace period to exit."""
+    processes = components(home, port)
+    with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
+        list(pool.map(lambda process: process.stop(), processes))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
