@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python: Debian's chromium (browser test),
-# docker-compose (validates docker-compose.yaml; no engine is needed), and the npm
+# docker-compose (validates docker-compose.yaml; no engine is needed), OpenBLAS (Spark ML's
+# native BLAS: libblas.so.3, which dev.ludovic.netlib loads), and the npm
 # packages of the browser driver (tests/browser: playwright-core, no browser download).
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+dpkg -s libopenblas0-pthread >/dev/null 2>&1 || missing+=(libopenblas0-pthread)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq

@@ -2,11 +2,18 @@
 
 Spark ML calls BLAS through dev.ludovic.netlib, which loads the system's
 ``libblas.so.3`` when there is one (Debian: ``libopenblas0-pthread``) and otherwise
-falls back to its Java implementation. This runs the same fits (multinomial logistic
-regression and the perceptron on 92 standardised features, the job's widths) in two
-fresh ``local[2]`` Spark JVMs, one with the native library and one told to load a
-library that does not exist, alternating, and prints which implementation each JVM
-used and the best seconds per fit.
+falls back to its Java implementation (VectorBLAS). This runs the same fits
+(multinomial logistic regression and the perceptron on 92 standardised features, the
+job's widths) in fresh ``local[2]`` Spark JVMs, one per variant, alternating:
+
+* ``native_1_thread``: OpenBLAS with ``OPENBLAS_NUM_THREADS=1``, as the jobs run it;
+* ``native_own_threads``: OpenBLAS with its own thread count (one per core), which
+  competes with Spark's task threads for the same cores;
+* ``java``: told to load a library that does not exist, so the Java fallback: the
+  baseline.
+
+It prints which implementation each JVM used, the best seconds per fit and variant,
+and each variant's speed-up over the Java baseline (> 1: faster).
 
     .venv/bin/python benchmarks/bench_native_blas.py [--rows 20000] [--rounds 2]
 """
@@ -16,8 +23,6 @@ import os
 import subprocess
 import sys
 import time
-
-DISABLED = "-Ddev.ludovic.netlib.blas.nativeLib=libmissing-blas.so"
 
 
 def child(rows: int) -> None:
@@ -48,17 +53,26 @@ def child(rows: int) -> None:
     print(json.dumps({"blas": implementation, **timings}))
 
 
-def run(rows: int, native: bool) -> dict:
-    java_options = "" if native else DISABLED
-    command = [sys.executable, __file__, "--child", "--rows", str(rows)]
-    env_conf = ["--conf", "spark.driver.extraJavaOptions=" + java_options] if java_options \
-        else []
-    result = subprocess.run([sys.executable, "-m", "pyspark.find_spark_home"],
-                            capture_output=True, text=True, check=True)
-    spark_submit = result.stdout.strip() + "/bin/spark-submit"
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    output = subprocess.run([spark_submit, "--master", "local[2]"] + env_conf + command[1:],
-                            capture_output=True, text=True, check=True, env=env)
+VARIANTS = {
+    "native_1_thread": ({"OPENBLAS_NUM_THREADS": "1"}, ""),
+    "native_own_threads": ({}, ""),
+    "java": ({}, "-Ddev.ludovic.netlib.blas.nativeLib=libmissing-blas.so"),
+}
+
+
+def run(rows: int, variant: str) -> dict:
+    """One fresh spark-submit JVM of the variant; the child's JSON line."""
+    extra_env, java_options = VARIANTS[variant]
+    spark_home = subprocess.run([sys.executable, "-m", "pyspark.find_spark_home"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    conf = ["--conf", "spark.driver.extraJavaOptions=" + java_options] if java_options else []
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    env.update(extra_env, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    output = subprocess.run(
+        [spark_home + "/bin/spark-submit", "--master", "local[2]"] + conf
+        + [__file__, "--child", "--rows", str(rows)],
+        capture_output=True, text=True, check=True, env=env)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
@@ -73,15 +87,17 @@ def main() -> int:
         return 0
     best = {}  # type: dict
     for _ in range(args.rounds):
-        for native in (True, False):
-            result = run(args.rows, native)
-            print(json.dumps(dict(result, native_requested=native)), flush=True)
-            key = result["blas"]
-            for name, seconds in result.items():
-                if name != "blas":
-                    best.setdefault(key, {})[name] = min(seconds, best.get(key, {}).get(
-                        name, seconds))
-    print(json.dumps({"rows": args.rows, "best_seconds": best}))
+        for variant in VARIANTS:
+            result = run(args.rows, variant)
+            print(json.dumps(dict(result, variant=variant)), flush=True)
+            fits = {name: seconds for name, seconds in result.items() if name != "blas"}
+            for name, seconds in fits.items():
+                best.setdefault(variant, {})[name] = min(
+                    seconds, best.get(variant, {}).get(name, seconds))
+    speedup = {variant: {name: round(best["java"][name] / seconds, 2)
+                         for name, seconds in fits.items()} for variant, fits in best.items()}
+    print(json.dumps({"rows": args.rows, "best_seconds": best,
+                      "speedup_vs_java": speedup}))
     return 0
 
 

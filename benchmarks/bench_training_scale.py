@@ -74,7 +74,8 @@ def run_spark(mongo_uri: str, database: str, artifacts: str) -> Dict[str, Any]:
                              + stages["year_models"], 1),
             "spark_read_s": stages["read"], "spark_job_wall_s": round(wall, 1),
             "spark_stages": stages, "grid_strategy": summary["grid_strategy"],
-            "spark_decade": summary["decade"], "spark_year": summary["year"], **{
+            "spark_decade": summary["decade"], "spark_year": summary["year"],
+            "spark_linear_algebra": summary["linear_algebra"], **{
                 key: round(value, 1) for key, value in peaks.items()}}
 
 

@@ -21,6 +21,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from msdlib import env_vars
 from msdlib.config import ConfigError, PipelineConfig, load_config
 from msdlib.io.sources import s3_client, split_s3_uri
 
@@ -132,11 +133,23 @@ def create_spark_session(config: PipelineConfig, app_name: str) -> Any:
     """A SparkSession on ``spark.master``, unless spark-submit already chose the master."""
     from pyspark.sql import SparkSession
 
-    # Executors run the driver's interpreter unless the caller says otherwise.
+    # Executors run the driver's interpreter unless the caller says otherwise; the JVM
+    # launched here (in local mode, the executors too) inherits single-threaded BLAS.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    for name, value in env_vars.SINGLE_THREADED_BLAS.items():
+        os.environ.setdefault(name, value)
     builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set only by spark-submit's launcher
         builder = builder.master(config.spark.master)
     for key, value in config.spark.conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def linear_algebra(spark: Any) -> Dict[str, Optional[str]]:
+    """The BLAS this JVM's Spark ML uses (native: JNIBLAS; otherwise a Java fallback) and
+    its OpenBLAS thread setting."""
+    jvm = spark.sparkContext._jvm
+    blas = jvm.dev.ludovic.netlib.blas.BLAS.getInstance()
+    return {"blas": blas.getClass().getSimpleName(),
+            "openblas_threads": jvm.java.lang.System.getenv(env_vars.OPENBLAS_THREADS)}

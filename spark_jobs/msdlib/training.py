@@ -298,7 +298,8 @@ def publish_run(spark: Any, result: Dict[str, Any], songs: Any, config: Pipeline
         watch.lap("impute")
     metrics = dict(result, schema_version=METRICS_SCHEMA_VERSION, run_id=run_id,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                   imputation=imputation, seconds=watch.laps)
+                   imputation=imputation, seconds=watch.laps,
+                   linear_algebra=cli.linear_algebra(spark))
     write_plots(artifacts, metrics, metrics.pop("test_predictions"), result["data"]["test"])
     watch.lap("report")
     artifacts.write_json(METRICS_FILE, metrics)
@@ -366,4 +367,5 @@ def job_summary(run_id: str, metrics: Mapping[str, Any], location: str) -> Dict[
         "evaluation_split": metrics["evaluation_split"],
         "champion": metrics["champion"],
         "stage_seconds": metrics["seconds"],
+        "linear_algebra": metrics["linear_algebra"],
     }

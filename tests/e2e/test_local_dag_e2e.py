@@ -88,6 +88,7 @@ def test_run_record_and_metrics(pipeline_run):
     assert run_dir.parent == pipeline_run["work"] / "artifacts"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert record["metrics"]["decade"]["chosen"] == metrics["decade"]["chosen"] == "logistic_regression"
+    assert metrics["linear_algebra"]["openblas_threads"] == "1"  # spark-submit's driver JVM
     decade = record["training"]["decade"]
     assert decade["test"]["macro_f1"] > decade["baseline"]["macro_f1"]
     assert record["training"]["year"]["test"]["mae"] < record["training"]["year"]["baseline"]["mae"]

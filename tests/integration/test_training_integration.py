@@ -1,6 +1,7 @@
 """The training job end to end: real SecantusDB, real Spark (local[2] and standalone),
 songs generated in the MSD layout and ingested by the ingest job, then the real songs
 of ../shared/msd when present."""
+import ctypes.util
 import json
 import os
 import subprocess
@@ -131,6 +132,14 @@ def test_artifacts_are_written(trained):
         assert (model_dir / "metadata").is_dir() and (model_dir / "stages").is_dir()
     report = (run_dir / "report.md").read_text()
     assert "(plots/confusion_matrix.png)" in report and "(metrics.json)" in report
+
+
+def test_fits_use_native_blas_one_thread_per_task(trained):
+    linear_algebra = trained["summary"]["linear_algebra"]
+    assert linear_algebra["openblas_threads"] == "1"
+    if ctypes.util.find_library("blas") is None:
+        pytest.skip("no system BLAS (Debian: libopenblas0-pthread); Spark uses Java's")
+    assert linear_algebra["blas"] == "JNIBLAS"
 
 
 def assert_imputed_only_unknown(database, before, model_version):

@@ -25,7 +25,10 @@ class PipelineSparkSubmitOperator(SparkSubmitOperator):
 
     def execute(self, context: Any) -> None:
         bin_dir = os.path.dirname(sys.executable)
+        blas = {name: os.environ.get(name, value)  # local mode: the executors' JVM
+                for name, value in env_vars.SINGLE_THREADED_BLAS.items()}
         self.env_vars = {
+            **blas,
             **(self.env_vars or {}),
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
             "PYSPARK_PYTHON": os.environ.get(env_vars.PYSPARK_PYTHON, sys.executable),
