@@ -15,6 +15,9 @@ Schema (``schema_version`` 1):
     gate             {outcome, passed, reasons, checks}: the pure rules' verdict
     status           "promoted" | "rejected" | "awaiting_approval" |
                      "rejected_by_approver" | "rolled_back_to"
+    approval         {answer, by, at} when the promotion waited for an approver: the
+                     option chosen in model.approve, the user (null: nobody answered
+                     within the timeout, so its default applied) and when
     decided_at, updated_at
 """
 import contextlib
@@ -133,6 +136,25 @@ REPORT_BEGIN = "<!-- decision -->"
 REPORT_END = "<!-- /decision -->"
 
 
+def approval_answer(response: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The ``approval`` field from model.approve's XCom (ApprovalOperator's response):
+    None when nobody was asked."""
+    if not response:
+        return None
+    answered_at = response.get("responded_at")
+    return {"answer": (response.get("chosen_options") or [None])[0],
+            "by": (response.get("responded_by_user") or {}).get("name"),
+            "at": answered_at.isoformat() if hasattr(answered_at, "isoformat") else answered_at}
+
+
+def _approval_line(approval: Mapping[str, Any]) -> str:
+    if approval["by"] is None:
+        return "Approval: **{}**, the default: nobody answered in time.".format(
+            approval["answer"])
+    return "Approval: **{}** by `{}` at {}.".format(approval["answer"], approval["by"],
+                                                   approval["at"])
+
+
 def report_section(record: Mapping[str, Any]) -> str:
     """The decision as a markdown section of the run's report: status, the scores side
     by side on the shared split, the gate's checks and the lineage."""
@@ -150,8 +172,10 @@ def report_section(record: Mapping[str, Any]) -> str:
              "**{}**: challenger `{}` (registry version {}); champion before: {}.".format(
                  record["status"].replace("_", " "), challenger["label"],
                  challenger["version"],
-                 "`{}`".format(champion["label"]) if champion else "none"),
-             "", "| on the same test split | challenger | champion | baseline |",
+                 "`{}`".format(champion["label"]) if champion else "none")]
+    if record.get("approval"):
+        lines += ["", _approval_line(record["approval"])]
+    lines += ["", "| on the same test split | challenger | champion | baseline |",
              "| --- | ---: | ---: | ---: |",
              "| year RMSE | {} | {} | {} |".format(
                  score(scores, "year", "rmse", 3), score(champion_scores, "year", "rmse", 3),

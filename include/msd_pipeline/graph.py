@@ -232,8 +232,10 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
     def champion(run: Dict[str, Any]) -> Optional[Dict[str, str]]:
         """The champion after the decision: imputation's model (none: imputation skips)."""
         ti = get_current_context()["ti"]
-        return tasks.serving_champion(run, ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision"),
-                                      promoted=ti.xcom_pull(task_ids=PROMOTE_TASK_ID) is not None)
+        return tasks.serving_champion(
+            run, ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision"),
+            promoted=ti.xcom_pull(task_ids=PROMOTE_TASK_ID) is not None,
+            approval=ti.xcom_pull(task_ids=APPROVE_TASK_ID) if approve_task else None)
 
     with groups.model:
         current = resolve_champion(run)

@@ -86,12 +86,13 @@ def promote(run: Mapping[str, Any], record: Mapping[str, Any]) -> Dict[str, Any]
 
 
 def close_decision(run: Mapping[str, Any], record: Optional[Mapping[str, Any]],
-                   promoted: bool) -> None:
-    """A promotion that waited for approval and did not happen was rejected by the
-    approver (or timed out)."""
-    if record and record["status"] == decisions.AWAITING_APPROVAL and not promoted:
-        decisions.set_status(record["_id"], decisions.REJECTED_BY_APPROVER,
-                             from_dict(run["config"]).mongo)
+                   promoted: bool, approval: Optional[Mapping[str, Any]]) -> None:
+    """A promotion that waited for approval: promoted, or rejected by the approver (or
+    the timeout); the approver's answer joins the record either way."""
+    if record and record["status"] == decisions.AWAITING_APPROVAL:
+        decisions.set_status(
+            record["_id"], decisions.PROMOTED if promoted else decisions.REJECTED_BY_APPROVER,
+            from_dict(run["config"]).mongo, approval=decisions.approval_answer(approval))
 
 
 def _local_run_folder(run_uri: str, metrics: Mapping[str, Any], target: PipelineTarget,

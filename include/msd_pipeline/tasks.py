@@ -96,9 +96,11 @@ def decide(target: PipelineTarget, run: Dict[str, Any], champion: Dict[str, str]
 
 
 def serving_champion(run: Dict[str, Any], record: Optional[Dict[str, Any]],
-                     promoted: bool) -> Optional[Dict[str, str]]:
-    """Close the decision; the champion imputation uses (None: imputation skips)."""
-    retraining.close_decision(run, record, promoted=promoted)
+                     promoted: bool, approval: Optional[Dict[str, Any]]
+                     ) -> Optional[Dict[str, str]]:
+    """Close the decision (with the approver's response, if asked); the champion
+    imputation uses (None: imputation skips)."""
+    retraining.close_decision(run, record, promoted=promoted, approval=approval)
     serving = retraining.current_champion(from_dict(run["config"]))
     if not run["config"]["training"]["impute"] or not serving["version"]:
         log.info("No imputation: %s", "impute is off" if serving["version"]

@@ -3,6 +3,8 @@ with ``retraining.require_approval`` on, headless Chromium triggers msd_local_pi
 from its form, waits for model.approve to await input, clicks Approve on the task's
 Required Actions tab and sees the run succeed with the challenger promoted and imputing.
 The screenshot is kept under test-artifacts/."""
+from pathlib import Path
+
 import pymongo
 import pytest
 
@@ -42,6 +44,10 @@ def test_a_promotion_approved_in_the_ui_promotes_the_challenger_and_imputes_with
     decision = database.model_decisions.find_one({"airflow_run_id": outcome["run_id"]})
     assert decision["gate"]["outcome"] == "await_approval"
     assert decision["status"] == "promoted"
+    assert (decision["approval"]["answer"], decision["approval"]["by"]) == ("Approve", "Anonymous")
+    record = database.pipeline_runs.find_one({"airflow_run_id": outcome["run_id"]})
+    report = Path(record["artifacts"]["report_uri"]).read_text()
+    assert "Approval: **Approve** by `Anonymous` at " in report
     label = decision["challenger"]["label"]
     unknown_year = database.songs.count_documents({"features.year": None})
     assert unknown_year > 0

@@ -117,6 +117,33 @@ def test_report_section_without_a_champion():
     assert "- [x] first_model:" in section
 
 
+ANSWERED_AT = datetime.datetime(2026, 11, 25, 3, 30, tzinfo=datetime.timezone.utc)
+
+
+def test_the_approvers_answer_is_recorded_with_who_and_when():
+    response = {"chosen_options": ["Approve"], "params_input": {}, "responded_at": ANSWERED_AT,
+                "responded_by_user": {"id": "7", "name": "alice"}}
+    approval = decisions.approval_answer(response)
+    assert approval == {"answer": "Approve", "by": "alice", "at": "2026-11-25T03:30:00+00:00"}
+    section = decisions.report_section(dict(_record(champion=False), approval=approval))
+    assert "Approval: **Approve** by `alice` at 2026-11-25T03:30:00+00:00." in section
+
+
+def test_a_timed_out_approval_says_nobody_answered():
+    approval = decisions.approval_answer({"chosen_options": ["Reject"], "responded_at": ANSWERED_AT,
+                                          "responded_by_user": None})
+    assert approval["by"] is None and approval["answer"] == "Reject"
+    section = decisions.report_section(
+        dict(_record(), status=decisions.REJECTED_BY_APPROVER, approval=approval))
+    assert "**rejected by approver**" in section
+    assert "Approval: **Reject**, the default: nobody answered in time." in section
+
+
+def test_no_approver_asked_no_approval():
+    assert decisions.approval_answer(None) is None
+    assert "Approval:" not in decisions.report_section(_record())
+
+
 def test_writing_the_section_again_changes_nothing():
     report = "# Training run\n\nscores\n"
     first = decisions.with_report_section(report, decisions.report_section(_record()))
