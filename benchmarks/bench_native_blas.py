@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from msdlib import env_vars
+
 
 def child(rows: int) -> None:
     import numpy as np
@@ -54,7 +56,7 @@ def child(rows: int) -> None:
 
 
 VARIANTS = {
-    "native_1_thread": ({"OPENBLAS_NUM_THREADS": "1"}, ""),
+    "native_1_thread": (env_vars.SINGLE_THREADED_BLAS, ""),
     "native_own_threads": ({}, ""),
     "java": ({}, "-Ddev.ludovic.netlib.blas.nativeLib=libmissing-blas.so"),
 }
@@ -67,7 +69,7 @@ def run(rows: int, variant: str) -> dict:
                                 capture_output=True, text=True, check=True).stdout.strip()
     conf = ["--conf", "spark.driver.extraJavaOptions=" + java_options] if java_options else []
     env = {key: value for key, value in os.environ.items()
-           if key not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+           if key not in (env_vars.OPENBLAS_THREADS, "OMP_NUM_THREADS")}
     env.update(extra_env, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     output = subprocess.run(
         [spark_home + "/bin/spark-submit", "--master", "local[2]"] + conf
