@@ -34,11 +34,11 @@ import pymongo
 
 from msd_devtools import services
 from msd_devtools.generator import generate_songs
-from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, PipelineConfig, load_config
+from msdlib.config import PipelineConfig, load_config
+from msd_pipeline.paths import PROJECT_ROOT
 from msdlib.ingest import make_task, run_ingest, song_document, utc_now
 from msdlib.io.sources import SourceReader, list_sources
 
-PROJECT_ROOT = Path(_PROJECT_ROOT)
 
 ENCODINGS = ("float32", "list")
 TARGETS = {"a/b": 10.0, "a/c": 0.7, "rss_growth": 0.10}

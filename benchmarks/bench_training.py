@@ -33,11 +33,11 @@ from sklearn.preprocessing import StandardScaler
 from msd_devtools import services
 from msd_devtools.generator import generate_songs
 from msdlib import training
-from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, load_config
+from msdlib.config import load_config
+from msd_pipeline.paths import PROJECT_ROOT
 from msdlib.core.evaluation import classification_metrics, counts_from_pairs, regression_metrics
 from msdlib.core.models import FOLD_COL, LABEL_COL, WEIGHT_COL, YEAR_LABEL_COL
 
-PROJECT_ROOT = Path(_PROJECT_ROOT)
 REAL_TRACKS = PROJECT_ROOT.parent / "shared" / "msd" / "tracks"
 
 # One grid for both libraries (Spark parameter names; the sklearn side maps them).

@@ -5,7 +5,7 @@ For each size, in one run: generated song documents (features only, no HDF5 file
 then
 
 * spark: ``spark_jobs/train_models.py`` as a subprocess with the default configuration
-  (models, grids, ``grid_strategy = "auto"``), imputation off, on ``local[2]``; it reads
+  (models, grids, ``grid_strategy = "auto"``), on ``local[2]``; it reads
   through the project's reader (msdlib.io.dataset). Its own stage timings give the
   training time (prepare + decade models + year models: everything after the read);
   psutil polls the job's driver (Python) and its JVM every 0.2 s for the peak RSS;
@@ -52,9 +52,9 @@ DATABASE_PREFIX = "scale_"
 
 
 def run_spark(mongo_uri: str, database: str, artifacts: str) -> Dict[str, Any]:
-    """The training job on its defaults, imputation off; stage seconds and peak RSS."""
+    """The training job on its defaults; stage seconds and peak RSS."""
     command = [sys.executable, str(TRAIN_JOB), "--run-id", database,
-               "--set", "mongo.database=" + database, "--set", "training.impute=false",
+               "--set", "mongo.database=" + database,
                "--set", "spark.master=local[2]", "--set", "training.artifacts_uri=" + artifacts]
     env = dict(os.environ, MSD_MONGO_URI=mongo_uri, PYSPARK_PYTHON=sys.executable)
     started = time.time()

@@ -13,8 +13,9 @@ Secrets Manager secret, never through step arguments, logs or XCom).
 Running on real AWS (IAM roles, the policy, costs): `docs/emr.md`.
 
 The graph is built by `msd_pipeline.graph` (shared with `msd_local_pipeline`); this file
-only picks the EMR target. (Airflow parses files that mention "airflow" and "dag".)
+only picks the EMR target.
 """
+# Wiring only: the Airflow DAG comes from the task-graph factory (msd_pipeline.graph).
 from msd_pipeline.targets.emr.target import EmrTarget
 from msd_pipeline.graph import build_pipeline_dag
 

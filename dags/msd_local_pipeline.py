@@ -22,14 +22,15 @@ Spark runs on the master of the `spark_default` connection (`local[*]`,
 the configured schedule (retraining), without catch-up, one at a time.
 
 The graph itself is built by `msd_pipeline.graph` (shared with `msd_emr_pipeline`); this
-file only picks the local target. (Airflow parses files that mention "airflow" and "dag".)
+file only picks the spark-submit target.
 """
+# Wiring only: the Airflow DAG comes from the task-graph factory (msd_pipeline.graph).
 from msd_pipeline.graph import build_pipeline_dag
-from msd_pipeline.targets.local.target import LocalTarget
+from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
 
 dag = build_pipeline_dag(
     "msd_local_pipeline",
-    LocalTarget(),
+    SparkSubmitTarget(),
     description="MSD: stage → ingest → train/evaluate/impute → metrics, with spark-submit",
     doc_md=__doc__,
 )

@@ -7,8 +7,8 @@ champion on the same split, the Airflow side registers it in MLflow and applies 
 gate, the champion imputes unknown years, and the cluster is always terminated. A run
 whose `songs` events come from pipeline runs that trained themselves is skipped before
 any cluster is created. See docs/retraining.md and docs/emr.md.
-(Airflow parses files that mention "airflow" and "dag".)
 """
+# Wiring only: the Airflow DAG comes from the task-graph factory (msd_pipeline.graph).
 from msd_pipeline.graph import build_retrain_dag
 from msd_pipeline.targets.emr.target import EmrTarget
 

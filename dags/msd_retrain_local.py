@@ -20,14 +20,14 @@ comes first.
 | report | `collect_metrics` | a `pipeline_runs` record with the decision |
 
 Rollback: `python -m msd_pipeline.registry rollback`. See docs/retraining.md.
-(Airflow parses files that mention "airflow" and "dag".)
 """
+# Wiring only: the Airflow DAG comes from the task-graph factory (msd_pipeline.graph).
 from msd_pipeline.graph import build_retrain_dag
-from msd_pipeline.targets.local.target import LocalTarget
+from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
 
 dag = build_retrain_dag(
     "msd_retrain_local",
-    LocalTarget(),
+    SparkSubmitTarget(),
     description="MSD retraining on new songs: challenger vs champion, gate, promotion, "
                 "champion-only imputation (spark-submit)",
     doc_md=__doc__,

@@ -1,4 +1,4 @@
-"""Train, evaluate and impute: the pipeline's second Spark step.
+"""Train and evaluate: the pipeline's second Spark step.
 
     spark-submit spark_jobs/train_models.py --config <toml|json> [--set k=v ...]
         --run-id <id> [--summary-path <path|s3://>] [--champion-uri <run folder>]
@@ -7,8 +7,9 @@ Extract: the songs' features from MongoDB in parallel. Transform: artist-disjoin
 split, features scaled once, the configured decade classifiers and year regressors
 tuned on artist folds (cross-validation or one train/validation split:
 ``training.grid_strategy``), the chosen ones and the baselines scored on the test split.
-Load: the run's artifacts (models, metrics, report, plots) and ``predicted`` for the
-unknown-year songs. The steps live in msdlib.training. The Mongo URI comes from
+Load: the run's artifacts (models, metrics, report, plots). Unknown years are imputed by
+spark_jobs/impute_years.py, with the champion, after the gate. The steps live in
+msdlib.training. The Mongo URI comes from
 $MSD_MONGO_URI. Exit codes: 0 success, 1 too few usable songs or artists, 2 bad usage
 or configuration, 3 a crash (msdlib.cli). The JSON summary is the last stdout line.
 
@@ -24,14 +25,13 @@ from msdlib.io.mongo import MongoConfigError, mongo_uri_from_env, redact_uri
 
 
 def main(argv: List[str]) -> int:
-    parser = cli.build_parser("Train decade and year models on the songs in MongoDB, "
-                              "evaluate them and impute unknown years.")
+    parser = cli.build_parser("Train decade and year models on the songs in MongoDB and "
+                              "evaluate them.")
     parser.add_argument("--champion-uri", default="",
                         help="run folder of the current champion, scored on the same test "
                              "split (empty: no champion yet)")
     args = parser.parse_args(argv)
     config, run_id = cli.load_job_config(args), cli.resolve_run_id(args.run_id)
-    training.check_settings(config.training)
     mongo_uri = job_mongo_uri()
     started = time.time()
     spark = cli.create_spark_session(config, "msd-train-models")
@@ -45,8 +45,7 @@ def main(argv: List[str]) -> int:
         result = training.train_and_evaluate(  # transform
             songs, counts, config.training, spark.sparkContext.defaultParallelism, watch,
             args.champion_uri)
-        summary = training.publish_run(  # load
-            spark, result, songs, config, run_id, mongo_uri, watch)
+        summary = training.publish_run(spark, result, config, run_id, watch)  # load
         exit_code = cli.EXIT_OK
     except TrainingError as exc:
         print("error: {}".format(exc), file=sys.stderr, flush=True)

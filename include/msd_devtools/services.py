@@ -28,9 +28,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pyspark
 
-from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT
+from msd_pipeline.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(_PROJECT_ROOT)
 
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".state"
 HOST = "127.0.0.1"

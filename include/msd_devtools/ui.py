@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from msd_devtools.services import HOST, ManagedProcess, ServiceError
-from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT
+from msd_pipeline.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(_PROJECT_ROOT)
 
 DEFAULT_HOME = PROJECT_ROOT / ".state" / "airflow"
 DEFAULT_PORT = 8300

@@ -21,12 +21,13 @@ Schema (``schema_version`` 1):
     decided_at, updated_at
 """
 import contextlib
+import dataclasses
 import datetime
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from msdlib.config import MongoSettings
-from msd_pipeline import run_records
 from msd_pipeline.gate import AWAIT_APPROVAL, PROMOTE, Decision
+from msd_pipeline.run_context import RunContext
 
 SCHEMA_VERSION = 1
 PROMOTED = "promoted"
@@ -35,7 +36,7 @@ AWAITING_APPROVAL = "awaiting_approval"
 REJECTED_BY_APPROVER = "rejected_by_approver"
 
 
-def build_decision_record(run: Mapping[str, Any], metrics: Mapping[str, Any],
+def build_decision_record(run: RunContext, metrics: Mapping[str, Any],
                           decision: Decision, challenger: Mapping[str, Any],
                           champion: Optional[Mapping[str, Any]], *, run_type: str,
                           dag_version_id: Optional[str],
@@ -44,13 +45,13 @@ def build_decision_record(run: Mapping[str, Any], metrics: Mapping[str, Any],
     status = {PROMOTE: PROMOTED, AWAIT_APPROVAL: AWAITING_APPROVAL}.get(decision.outcome,
                                                                           REJECTED)
     return {
-        **run_records.run_identity(run),
+        **run.identity(),
         "schema_version": SCHEMA_VERSION,
         "run_type": run_type,
         "dag_version_id": dag_version_id,
         "asset_events": asset_events,
-        "config": {"retraining": run["config"]["retraining"],
-                   "training": run["config"]["training"]},
+        "config": {"retraining": dataclasses.asdict(run.config.retraining),
+                   "training": dataclasses.asdict(run.config.training)},
         "challenger": dict(challenger, scores=_scores(metrics)),
         "champion": dict(champion, scores=metrics.get("champion")) if champion else None,
         "evaluation_split": metrics.get("evaluation_split"),
@@ -97,13 +98,13 @@ def trained_elsewhere(events: Iterable[Mapping[str, Any]]) -> bool:
     return bool(events) and all(event["extra"].get("retrain") is False for event in events)
 
 
-def songs_event_extra(run: Dict[str, Any], ingest_summary: Dict[str, Any],
+def songs_event_extra(run: RunContext, ingest_summary: Dict[str, Any],
                       train_here: bool) -> Dict[str, Any]:
     """The `songs` event's extra: the ingest run, its counts and source, and whether a
     retraining DAG should train on these songs (``retrain``)."""
     return {
-        "run_id": run["airflow_run_id"], "run_key": run["run_key"], "dag_id": run["dag_id"],
-        "source": ingest_summary.get("source") or run["config"]["ingest"]["source"],
+        "run_id": run.airflow_run_id, "run_key": run.run_key, "dag_id": run.dag_id,
+        "source": ingest_summary.get("source") or run.config.ingest.source,
         "counts": {key: ingest_summary[key] for key in (
             "files_seen", "files_ingested", "files_failed") if key in ingest_summary},
         "retrain": not train_here,

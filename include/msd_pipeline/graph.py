@@ -31,8 +31,8 @@ a run whose events all say so. The target (``msd_pipeline.targets``) decides how
 staged, how a Spark job runs (spark-submit to a master, or an EMR step) and where files
 live; the graph, the Params form (``msd_pipeline.params``), the run record and the
 metrics collection are shared. What each shared task does lives in
-``msd_pipeline.tasks``. Building a DAG reads ``include/pipeline.toml`` and nothing else:
-no connection, no network.
+``msd_pipeline.tasks``; the tasks exchange the run as ``msd_pipeline.run_context.RunContext``.
+Building a DAG reads the configuration file and nothing else: no connection, no network.
 """
 import datetime
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -45,9 +45,11 @@ from airflow.sdk import (DAG, Asset, AssetOrTimeSchedule, BaseOperator, CronTrig
 from msdlib.config import PipelineConfig, load_config
 from msd_pipeline import decisions, retraining, tasks
 from msd_pipeline.budgets import RUN_TIMEOUT_MARGIN, run_budget
-from msd_pipeline.params import RETRAIN_PARAMS, pipeline_params
-from msd_pipeline.targets.base import (IMPUTE_JOB, INGEST_JOB, PREPARE_TASK_ID, TRAIN_JOB,
-                                       PipelineTarget, TaskLike, job_config_field, run_field)
+from msd_pipeline.params import pipeline_params
+from msd_pipeline.run_context import RunContext
+from msd_pipeline.targets.base import (IMPUTE_JOB, INGEST_JOB, PREPARE_TASK_ID, PUBLISH_TASK_ID,
+                                       TRAIN_JOB, PipelineTarget, TaskLike)
+from msd_pipeline.templates import xcom
 
 TEARDOWN_CHECK_TASK_ID = "teardown_succeeded"
 # Songs in MongoDB: every ingest publishes an event carrying its run, counts and source.
@@ -62,11 +64,12 @@ APPROVE_TASK_ID = "model.approve"
 def build_pipeline_dag(dag_id: str, target: PipelineTarget, *, description: str,
                        doc_md: Optional[str] = None, tags: Sequence[str] = (),
                        config: Optional[PipelineConfig] = None) -> DAG:
-    """The whole-lifecycle DAG for ``target``; ``config`` defaults to include/pipeline.toml."""
+    """The whole-lifecycle DAG for ``target``; ``config`` defaults to the configuration
+    file's (``msdlib.config.load_config``)."""
     config = config or load_config()
     with _dag(dag_id, target, config, description, doc_md, tags,
               schedule=config.pipeline.schedule or None,
-              params={**pipeline_params(config), **target.extra_params()}) as dag:
+              params=pipeline_params(config, target.name)) as dag:
         _wire_graph(target, config, retrain_only=False)
     dag.dagrun_timeout = run_budget(dag) + RUN_TIMEOUT_MARGIN
     return dag
@@ -80,10 +83,9 @@ def build_retrain_dag(dag_id: str, target: PipelineTarget, *, description: str,
     cron = config.retraining.schedule
     schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
                                    assets=SONGS) if cron else SONGS
-    params = {name: param for name, param in pipeline_params(config).items()
-              if name in RETRAIN_PARAMS}
     with _dag(dag_id, target, config, description, doc_md, ("retrain",) + tuple(tags),
-              schedule=schedule, params={**params, **target.extra_params()}) as dag:
+              schedule=schedule,
+              params=pipeline_params(config, target.name, retrain_only=True)) as dag:
         _wire_graph(target, config, retrain_only=True)
     dag.dagrun_timeout = run_budget(dag) + RUN_TIMEOUT_MARGIN
     return dag
@@ -118,13 +120,13 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
     @task(task_id=PREPARE_TASK_ID, multiple_outputs=False,
           execution_timeout=datetime.timedelta(minutes=5))
     def prepare_run() -> Dict[str, Any]:
-        """Resolve this run's configuration from pipeline.toml and the form."""
-        return tasks.prepare_run(target, get_current_context())
+        """Resolve this run's configuration from the configuration file and the form."""
+        return tasks.prepare_run(target, get_current_context()).to_xcom()
 
     @task(task_id="publish_job_config", execution_timeout=datetime.timedelta(minutes=5))
     def publish_job_config(run: Dict[str, Any], staged: Optional[Dict[str, Any]]) -> str:
         """Write the job configuration (with the staged source); return its location."""
-        return tasks.publish_job_config(target, run, staged)
+        return tasks.publish_job_config(target, RunContext.from_xcom(run), staged)
 
     @task(task_id="collect_metrics", multiple_outputs=False, trigger_rule="none_failed",
           execution_timeout=datetime.timedelta(minutes=10))
@@ -133,7 +135,8 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
         """Summaries, metrics and the decision → the run record and the report."""
         context = get_current_context()
         decision = context["ti"].xcom_pull(task_ids=DECIDE_TASK_ID, key="decision")
-        return tasks.collect_metrics(target, run, staged, config_uri, decision, context)
+        return tasks.collect_metrics(target, RunContext.from_xcom(run), staged, config_uri,
+                                     decision, context)
 
     @task.short_circuit(task_id="songs_ingested", outlets=[SONGS],
                         ignore_downstream_trigger_rules=False,
@@ -141,7 +144,8 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
     def songs_ingested(run: Dict[str, Any]) -> bool:
         """Publish the `songs` asset event; go on to training when param ``train`` is set
         (else msd_retrain trains on these songs)."""
-        return tasks.announce_songs(target, run, get_current_context()["outlet_events"][SONGS])
+        return tasks.announce_songs(target, RunContext.from_xcom(run),
+                                    get_current_context()["outlet_events"][SONGS])
 
     run = prepare_run()
     setup_tasks = _as_list(target.setup(run))
@@ -198,10 +202,6 @@ class _Groups:
         self.model = TaskGroup("model", tooltip="Champion/challenger: registry, gate, promotion")
 
 
-def _champion_field(key: str) -> str:
-    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (CHAMPION_TASK_ID, key)
-
-
 def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Groups,
                      run: XComArg, after: TaskLike) -> TaskLike:
     """resolve_champion → train_evaluate → decide → [approve] → promote → champion →
@@ -211,12 +211,13 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
     @task(task_id="resolve_champion", execution_timeout=datetime.timedelta(minutes=5))
     def resolve_champion(run: Dict[str, Any]) -> Dict[str, str]:
         """The champion's registry version and run folder (empty: no champion yet)."""
-        return tasks.resolve_champion(run)
+        return tasks.resolve_champion(RunContext.from_xcom(run))
 
     @task.branch(task_id="decide", execution_timeout=datetime.timedelta(minutes=15))
     def decide(run: Dict[str, Any], champion: Dict[str, str]) -> List[str]:
         """Log + register the challenger, apply the gate, store the decision record."""
-        record = tasks.decide(target, run, champion, get_current_context())
+        record = tasks.decide(target, RunContext.from_xcom(run), champion,
+                              get_current_context())
         return decisions.next_tasks(record, PROMOTE_TASK_ID, approve_task, CHAMPION_TASK_ID)
 
     @task(task_id="promote", execution_timeout=datetime.timedelta(minutes=5))
@@ -224,7 +225,7 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
         """Move the `champion` alias to the challenger (`previous`: the old champion)."""
         record = get_current_context()["ti"].xcom_pull(task_ids=DECIDE_TASK_ID,
                                                        key="decision")
-        return retraining.promote(run, record)
+        return retraining.promote(RunContext.from_xcom(run), record)
 
     @task.short_circuit(task_id="champion", trigger_rule="none_failed_min_one_success",
                         ignore_downstream_trigger_rules=False,
@@ -233,7 +234,7 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
         """The champion after the decision: imputation's model (none: imputation skips)."""
         ti = get_current_context()["ti"]
         return tasks.serving_champion(
-            run, ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision"),
+            RunContext.from_xcom(run), ti.xcom_pull(task_ids=DECIDE_TASK_ID, key="decision"),
             promoted=ti.xcom_pull(task_ids=PROMOTE_TASK_ID) is not None,
             approval=ti.xcom_pull(task_ids=APPROVE_TASK_ID) if approve_task else None)
 
@@ -241,8 +242,7 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
         current = resolve_champion(run)
     with groups.spark:
         train = target.spark_step("train_evaluate", TRAIN_JOB, _job_args("train_summary_uri") + [
-            "--champion-uri", "{{ ti.xcom_pull(task_ids='%s')['artifacts_uri'] }}"
-            % RESOLVE_TASK_ID, "--set", "training.impute=false"])
+            "--champion-uri", xcom(RESOLVE_TASK_ID, "artifacts_uri")])
     with groups.model:
         decided = decide(run, current)
         promoted = promote(run)
@@ -251,7 +251,7 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
             approval = ApprovalOperator(
                 task_id="approve",
                 subject="Promote the challenger of run {{ run_id }} to champion?",
-                body="{{ ti.xcom_pull(task_ids='%s', key='approval_body') }}" % DECIDE_TASK_ID,
+                body=xcom(DECIDE_TASK_ID, key="approval_body"),
                 defaults="Reject",
                 response_timeout=datetime.timedelta(
                     hours=config.retraining.approval_timeout_hours),
@@ -262,16 +262,16 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
         chain([decided, promoted], serving)
     with groups.spark:
         impute = target.spark_step("impute", IMPUTE_JOB, _job_args("impute_summary_uri") + [
-            "--model-uri", _champion_field("artifacts_uri"),
-            "--model-label", _champion_field("label")])
+            "--model-uri", xcom(CHAMPION_TASK_ID, "artifacts_uri"),
+            "--model-label", xcom(CHAMPION_TASK_ID, "label")])
     chain(after, current, train, decided)
     chain(serving, impute)
     return impute
 
 
 def _job_args(summary_field: str) -> List[str]:
-    return ["--config", job_config_field(), "--run-id", run_field("run_key"),
-            "--summary-path", run_field(summary_field)]
+    return ["--config", xcom(PUBLISH_TASK_ID), "--run-id", xcom(PREPARE_TASK_ID, "run_key"),
+            "--summary-path", xcom(PREPARE_TASK_ID, summary_field)]
 
 
 def _as_list(items: Any) -> List[TaskLike]:

@@ -1,81 +1,68 @@
-"""The Params form shared by every target, and how its values become dotted overrides
-of the typed configuration (``include/pipeline.toml``)."""
-from typing import Any, Dict
+"""The DAGs' trigger form, built from the typed configuration's own metadata.
+
+A setting is on the form when its field in ``msdlib.config`` carries a ``FormField``; its
+default, JSON type and bounds come from the same field, so adding a setting to the form
+is one change in one place. The form's values become dotted overrides of the
+configuration; two fields are not settings: ``train`` and ``config_overrides``.
+"""
+from typing import Any, Dict, List, Optional
 
 from airflow.sdk import Param
 
-from msdlib.config import PipelineConfig
-from msdlib.core.models import CLASSIFIERS, REGRESSORS
+from msdlib.config import PipelineConfig, SettingInfo, settings_info
 
-KNOWN_CLASSIFIERS = list(CLASSIFIERS)
-KNOWN_REGRESSORS = list(REGRESSORS)
-STAGING_MODES = ["auto", "path", "url", "generated"]
-# The fields of msd_retrain's form (it stages and ingests nothing).
-RETRAIN_PARAMS = ("classifiers", "regressors", "folds", "test_fraction", "seed", "impute",
-                  "config_overrides")
-
-# Form field → dotted config key it overrides.
-PARAM_CONFIG_KEYS = {
-    "data_source": "staging.mode",
-    "source_path": "ingest.source",
-    "archive_url": "staging.archive_url",
-    "archive_checksum": "staging.archive_checksum",
-    "generated_songs": "staging.generated_songs",
-    "sample_size": "ingest.max_files",
-    "array_encoding": "ingest.array_encoding",
-    "classifiers": "training.classifiers",
-    "regressors": "training.regressors",
-    "folds": "training.folds",
-    "test_fraction": "training.test_fraction",
-    "seed": "training.seed",
-    "impute": "training.impute",
-}
+TRAIN_PARAM = "train"
+OVERRIDES_PARAM = "config_overrides"
+JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+              (list, "array"), (dict, "object"))
 
 
-def pipeline_params(config: PipelineConfig) -> Dict[str, Param]:
-    """The Params form shared by every target, defaulting to ``config``."""
-    training = config.training
-    return {
-        "data_source": Param(config.staging.mode, enum=STAGING_MODES, title="Data source",
-                             description="auto: source path if it exists, else generated songs; "
-                                         "path: the source path; url: download the MSD subset "
-                                         "archive; generated: generated songs"),
-        "source_path": Param(config.ingest.source, type="string", title="Source path",
-                             description="Folder in MSD's X/Y/Z layout, a glob, @listfile or s3:// prefix"),
-        "archive_url": Param(config.staging.archive_url, type="string", title="Archive URL"),
-        "archive_checksum": Param(config.staging.archive_checksum or None, type=["null", "string"],
-                                  title="Archive checksum",
-                                  description="sha256:<hex> or md5:<hex>; empty: not verified"),
-        "generated_songs": Param(config.staging.generated_songs, type="integer", minimum=1,
-                                 title="Generated songs"),
-        "sample_size": Param(config.ingest.max_files, type="integer", minimum=0,
-                             title="Sample size", description="Songs to ingest at most (0 = all)"),
-        "array_encoding": Param(config.ingest.array_encoding, enum=["list", "float32"],
-                                title="Array encoding"),
-        "classifiers": Param(list(training.classifiers), type="array",
-                             items={"type": "string", "enum": KNOWN_CLASSIFIERS},
-                             examples=KNOWN_CLASSIFIERS, title="Decade classifiers"),
-        "regressors": Param(list(training.regressors), type="array",
-                            items={"type": "string", "enum": KNOWN_REGRESSORS},
-                            examples=KNOWN_REGRESSORS, title="Year regressors"),
-        "folds": Param(training.folds, type="integer", minimum=2, maximum=10,
-                       title="Cross-validation folds"),
-        "test_fraction": Param(training.test_fraction, type="number", exclusiveMinimum=0,
-                               exclusiveMaximum=1, title="Test fraction (artist-disjoint)"),
-        "seed": Param(training.seed, type="integer", title="Random seed"),
-        "impute": Param(training.impute, type="boolean", title="Impute unknown years",
-                        description="with the champion, after the champion/challenger gate"),
-        "train": Param(True, type="boolean", title="Train after ingest",
-                       description="off: ingest only; the songs event then triggers "
-                                   "msd_retrain"),
-        "config_overrides": Param({}, type="object", title="Advanced: config overrides",
-                                  description='Dotted keys, e.g. {"training.parallelism": 1}'),
-    }
+def form_settings(target: str, retrain_only: bool = False) -> List[SettingInfo]:
+    """The settings on ``target``'s form (the retraining DAGs': ``retrain`` ones only)."""
+    return [info for info in settings_info() if info.form is not None
+            and info.form.target in (None, target)
+            and (info.form.retrain or not retrain_only)]
 
 
-def config_overrides(params: Dict[str, Any]) -> Dict[str, Any]:
+def pipeline_params(config: PipelineConfig, target: str,
+                    retrain_only: bool = False) -> Dict[str, Param]:
+    """The form of ``target``'s DAGs, defaulting to ``config``."""
+    params = {info.form.name: _param(info, _value(config, info.key))
+              for info in form_settings(target, retrain_only)}
+    if not retrain_only:
+        params[TRAIN_PARAM] = Param(True, type="boolean", title="Train after ingest",
+                                    description="off: ingest only; the songs event then "
+                                                "triggers the retraining DAG")
+    params[OVERRIDES_PARAM] = Param({}, type="object", title="Advanced: config overrides",
+                                    description='Dotted keys, e.g. {"training.parallelism": 1}')
+    return params
+
+
+def config_overrides(params: Dict[str, Any], target: str) -> Dict[str, Any]:
     """Dotted config overrides from the form values (``config_overrides`` wins)."""
-    overrides = {key: params[name] for name, key in PARAM_CONFIG_KEYS.items()
-                 if params.get(name) is not None}
-    overrides.update(params.get("config_overrides") or {})
+    overrides = {info.key: params[info.form.name] for info in form_settings(target)
+                 if params.get(info.form.name) is not None}
+    overrides.update(params.get(OVERRIDES_PARAM) or {})
     return overrides
+
+
+def _param(info: SettingInfo, value: Any) -> Param:
+    form = info.form
+    schema = info.rule.json_schema() if info.rule else {}
+    kinds = [_json_type(value)]
+    if form.nullable:
+        kinds, value = ["null"] + kinds, value or None
+    if "enum" not in schema:
+        schema["type"] = kinds if len(kinds) > 1 else kinds[0]
+    description: Optional[str] = form.description or None
+    return Param(value, title=form.title, description=description, **schema)
+
+
+def _json_type(value: Any) -> str:
+    return next(name for kind, name in JSON_TYPES if isinstance(value, kind))
+
+
+def _value(config: PipelineConfig, key: str) -> Any:
+    section, name = key.split(".")
+    value = getattr(getattr(config, section), name)
+    return list(value) if isinstance(value, list) else value

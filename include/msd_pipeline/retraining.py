@@ -10,10 +10,11 @@ import os
 import tempfile
 from typing import Any, Dict, List, Mapping, Optional
 
-from msdlib.config import PipelineConfig, from_dict
+from msdlib.config import PipelineConfig
 from msd_pipeline import decisions, registry
 from msd_pipeline.gate import GateSettings, decide_from_metrics
-from msd_pipeline.targets.base import PipelineTarget
+from msd_pipeline.run_context import RunContext
+from msd_pipeline.targets.base import RunFiles
 
 log = logging.getLogger(__name__)
 
@@ -40,62 +41,60 @@ def current_champion(config: PipelineConfig) -> Dict[str, str]:
     return ref.to_dict() if ref else dict(NO_MODEL)
 
 
-def register_and_decide(run: Mapping[str, Any], target: PipelineTarget,
+def register_and_decide(run: RunContext, files: RunFiles,
                         champion: Mapping[str, str], *, run_type: str,
                         dag_version_id: Optional[str],
                         asset_events: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Log and register the run's models as the challenger, apply the gate, store the
     decision record; returns it (JSON-safe fields only)."""
-    config = from_dict(run["config"])
-    text = target.read_text(run["metrics_uri"])
+    text = files.read_text(run.metrics_uri)
     if text is None:
-        raise FileNotFoundError("metrics.json not found at " + run["metrics_uri"])
+        raise FileNotFoundError("metrics.json not found at " + run.metrics_uri)
     metrics = json.loads(text)
-    client = mlflow_client(config)
-    lineage = {"dag_id": run["dag_id"], "airflow_run_id": run["airflow_run_id"],
-               "target": run["target"]}
+    client = mlflow_client(run.config)
+    lineage = {"dag_id": run.dag_id, "airflow_run_id": run.airflow_run_id,
+               "target": run.target}
     with tempfile.TemporaryDirectory(prefix="msd-mlflow-") as scratch:
-        files = _local_run_folder(run["run_uri"], metrics, target, scratch)
-        mlflow_run_id = registry.log_training_run(client, run["run_uri"], metrics, files,
+        folder = _local_run_folder(run.run_uri, metrics, files, scratch)
+        mlflow_run_id = registry.log_training_run(client, run.run_uri, metrics, folder,
                                                   lineage)
-    challenger = registry.register_challenger(client, run["run_uri"], metrics, mlflow_run_id)
-    decision = decide_from_metrics(metrics, gate_settings(config))
+    challenger = registry.register_challenger(client, run.run_uri, metrics, mlflow_run_id)
+    decision = decide_from_metrics(metrics, gate_settings(run.config))
     record = decisions.build_decision_record(
         run, metrics, decision,
         dict(challenger.to_dict(), mlflow_run_id=mlflow_run_id),
         dict(champion) if champion.get("version") else None,
         run_type=run_type, dag_version_id=dag_version_id, asset_events=asset_events)
-    decisions.save_decision(record, config.mongo)
+    decisions.save_decision(record, run.config.mongo)
     record = _json_safe(record)
     registry.record_decision(client, mlflow_run_id, record)
     for reason in decision.reasons:
         log.info("gate: %s", reason)
-    log.info("Decision for %s (version %s): %s", run["run_key"], challenger.version,
+    log.info("Decision for %s (version %s): %s", run.run_key, challenger.version,
              record["status"])
     return record
 
 
-def promote(run: Mapping[str, Any], record: Mapping[str, Any]) -> Dict[str, Any]:
-    config = from_dict(run["config"])
+def promote(run: RunContext, record: Mapping[str, Any]) -> Dict[str, Any]:
     version = record["challenger"]["version"]
-    moved = registry.promote(mlflow_client(config), version)
-    decisions.set_status(record["_id"], decisions.PROMOTED, config.mongo, aliases=moved)
+    moved = registry.promote(mlflow_client(run.config), version)
+    decisions.set_status(record["_id"], decisions.PROMOTED, run.config.mongo, aliases=moved)
     log.info("Promoted %s/%s to champion (previous: %s)", registry.MODEL_NAME, version,
              moved["previous"])
     return moved
 
 
-def close_decision(run: Mapping[str, Any], record: Optional[Mapping[str, Any]],
+def close_decision(run: RunContext, record: Optional[Mapping[str, Any]],
                    promoted: bool, approval: Optional[Mapping[str, Any]]) -> None:
     """A promotion that waited for approval: promoted, or rejected by the approver (or
     the timeout); the approver's answer joins the record either way."""
     if record and record["status"] == decisions.AWAITING_APPROVAL:
         decisions.set_status(
             record["_id"], decisions.PROMOTED if promoted else decisions.REJECTED_BY_APPROVER,
-            from_dict(run["config"]).mongo, approval=decisions.approval_answer(approval))
+            run.config.mongo, approval=decisions.approval_answer(approval))
 
 
-def _local_run_folder(run_uri: str, metrics: Mapping[str, Any], target: PipelineTarget,
+def _local_run_folder(run_uri: str, metrics: Mapping[str, Any], files: RunFiles,
                       scratch: str) -> str:
     """The run folder itself when local, else the report, metrics and plots fetched into
     ``scratch``."""
@@ -104,7 +103,7 @@ def _local_run_folder(run_uri: str, metrics: Mapping[str, Any], target: Pipeline
     names = list(REMOTE_FILES) + sorted(
         value for value in (metrics.get("plots") or {}).values() if isinstance(value, str))
     for name in names:
-        data = target.read_bytes(run_uri.rstrip("/") + "/" + name)
+        data = files.read_bytes(run_uri.rstrip("/") + "/" + name)
         if data is None:
             continue
         path = os.path.join(scratch, name)

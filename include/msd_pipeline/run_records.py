@@ -4,7 +4,7 @@ Schema (``schema_version`` 1), shared by every target:
 
     _id              "<dag_id>:<run_key>" (a re-run of collect_metrics replaces it)
     schema_version   1
-    dag_id, airflow_run_id, run_key, target ("local" | "emr"), status ("success")
+    dag_id, airflow_run_id, run_key, target ("spark_submit" | "emr"), status ("success")
     started_at       the DAG run's start (datetime, UTC)
     recorded_at      when this record was written (datetime, UTC)
     params           the Params form values of the run
@@ -19,10 +19,10 @@ Schema (``schema_version`` 1), shared by every target:
     target_details   target-specific facts (EMR: cluster id, instance-hours, cost)
 """
 import datetime
-import re
 from typing import Any, Callable, Dict, Optional
 
 from msdlib.config import MongoSettings
+from msd_pipeline.run_context import RunContext
 
 SCHEMA_VERSION = 1
 REPORT_NAMES = ("report.html", "report.md")
@@ -34,55 +34,43 @@ class MissingOutputError(RuntimeError):
     """A Spark step finished without leaving the output the pipeline needs."""
 
 
-def build_run_record(run: Dict[str, Any], staged: Dict[str, Any], config_uri: str, *,
+def build_run_record(run: RunContext, staged: Dict[str, Any], config_uri: str, *,
                      read_json: JsonReader, started_at: Optional[datetime.datetime],
                      target_details: Dict[str, Any],
                      report_exists: Callable[[str], bool],
                      decision: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The run record of ``run`` (the ``prepare_run`` result), reading the jobs' outputs:
-    the ingest's when the run staged songs, the training's unless param ``train`` is off."""
-    ingest = _required(read_json, run["ingest_summary_uri"], "ingest summary") \
+    """The run record of ``run``, reading the jobs' outputs: the ingest's when the run
+    staged songs, the training's unless param ``train`` is off."""
+    ingest = _required(read_json, run.ingest_summary_uri, "ingest summary") \
         if staged is not None else None
-    trained = run["params"].get("train", True)
-    training = _required(read_json, run["train_summary_uri"], "training summary") \
+    trained = run.trains
+    training = _required(read_json, run.train_summary_uri, "training summary") \
         if trained else None
-    metrics = _required(read_json, run["metrics_uri"], "metrics.json") if trained else None
+    metrics = _required(read_json, run.metrics_uri, "metrics.json") if trained else None
     return {
-        **run_identity(run),
+        **run.identity(),
         "schema_version": SCHEMA_VERSION,
-        "target": run["target"],
+        "target": run.target,
         "status": "success",
         "started_at": started_at,
         "recorded_at": datetime.datetime.now(datetime.timezone.utc),
-        "params": run["params"],
-        "config": run["config"],
+        "params": dict(run.params),
+        "config": run.config.to_dict(),
         "data": staged,
         "ingest": ingest,
         "training": training,
         "metrics": metrics,
-        "imputation": read_json(run["impute_summary_uri"]) if trained else None,
+        "imputation": read_json(run.impute_summary_uri) if trained else None,
         "decision": decision,
         "artifacts": {
-            "run_uri": run["run_uri"],
-            "metrics_uri": run["metrics_uri"],
-            "report_uri": find_report(run["run_uri"], training, report_exists)
+            "run_uri": run.run_uri,
+            "metrics_uri": run.metrics_uri,
+            "report_uri": find_report(run.run_uri, training, report_exists)
             if training else None,
             "config_uri": config_uri,
         },
         "target_details": target_details,
     }
-
-
-def run_key_for(run_id: str) -> str:
-    """The Airflow run id made safe for paths and S3 keys."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
-
-
-def run_identity(run: Dict[str, Any]) -> Dict[str, str]:
-    """``_id`` (``<dag_id>:<run_key>``), ``dag_id``, ``airflow_run_id`` and ``run_key`` of a
-    DAG run: shared by its run record and its decision record."""
-    return {"_id": "{}:{}".format(run["dag_id"], run["run_key"]), "dag_id": run["dag_id"],
-            "airflow_run_id": run["airflow_run_id"], "run_key": run["run_key"]}
 
 
 def find_report(run_uri: str, training_summary: Dict[str, Any],

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from msdlib.config import PROJECT_ROOT, StagingSettings
+from msdlib.config import StagingSettings
 from msdlib.io.sources import is_s3, split_s3_uri
+from msd_pipeline.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def resolve_mode(mode: str, source: str, fallback: str) -> str:
     return resolved
 
 
-def absolute(source: str, project_root: str = PROJECT_ROOT) -> str:
+def absolute(source: str, project_root: str = str(PROJECT_ROOT)) -> str:
     """``source`` with a relative local path (or @list file) made absolute under the project."""
     if "://" in source:
         return source
@@ -453,7 +454,7 @@ class S3PrefixSink:
 # -- staging into a sink ------------------------------------------------------------------------
 
 def stage_songs(staging: StagingSettings, ingest_source: str, song_slice: SongSlice = SongSlice(),
-                fallback: str = "generated", project_root: str = PROJECT_ROOT) -> Dict[str, Any]:
+                fallback: str = "generated", project_root: str = str(PROJECT_ROOT)) -> Dict[str, Any]:
     """Local staging (the folder sink) by ``staging.mode``; returns StagedData
     ``{"source", "mode", "files", "detail"}`` with ``source`` ready for ``ingest.source``.
     A local ``path`` is used where it is; a slice of it is the ingest's ``max_files``."""

@@ -6,26 +6,27 @@
   scaled ONCE and cached, every configured model family tuned on the artist folds
   (msdlib.core.models, msdlib.core.selection), the chosen models and the baselines
   scored on the test split (msdlib.core.evaluation);
-* load, ``publish_run``: the models, metrics, plots and report (msdlib.io.report) and,
-  as its own callable step, ``impute_unknown``: the chosen models date the unknown-year
-  songs (msdlib.io.imputation).
+* load, ``publish_run``: the models, metrics, plots and report (msdlib.io.report).
+
+Imputing unknown years is not this job's: after the champion/challenger gate the
+champion does it (spark_jobs/impute_years.py).
 
 Python 3.9 syntax: this module ships to EMR with the Spark jobs.
 """
 import dataclasses
 import datetime
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 from msdlib import cli
 from msdlib.config import PipelineConfig, TrainingSettings
-from msdlib.core.evaluation import (CLASSIFICATION_SCORES, classification_metrics,
+from msdlib.core.evaluation import (classification_metrics,
                                     majority_baseline, spark_class_counts, spark_confusion,
                                     spark_regression_metrics)
 from msdlib.core.models import (CLASSIFIERS, DECADE_PREDICTION_COL, FOLD_COL, LABEL_COL,
                                 REGRESSORS, WEIGHT_COL, YEAR_LABEL_COL,
                                 YEAR_PREDICTION_COL, CandidateResult, SearchSettings,
-                                TrainingError, check_model_names, choose_best,
+                                TrainingError, choose_best,
                                 class_weights, fit_scaler, full_pipeline,
                                 merge_rare_decades, scaled_features, task_frame,
                                 training_partitions, tune, with_decade_names)
@@ -33,35 +34,12 @@ from msdlib.core.split_digest import spark_split_digest
 from msdlib.io.champion import score_champion
 from msdlib.io.dataset import (SKIP_MISSING, constant_columns, count_unpartitioned,
                                feature_columns, load_songs, summarize_songs)
-from msdlib.io.imputation import impute
 from msdlib.io.report import (CONFUSION_PLOT, F1_PLOT, METRICS_FILE, METRICS_SCHEMA_VERSION,
                               REPORT_FILE, YEAR_PLOT, RunArtifacts, plot_confusion,
                               plot_f1_per_decade, plot_year_scatter, render_report,
                               sample_pairs)
-from msdlib.core.selection import GRID_STRATEGIES, held_out_folds, resolve_grid_strategy
+from msdlib.core.selection import held_out_folds, resolve_grid_strategy
 from msdlib.core.splits import spark_fold, spark_is_test
-
-
-def check_settings(training: TrainingSettings) -> None:
-    """Usage errors in the [training] section (exit code 2), before Spark starts."""
-    if not 0.0 < training.test_fraction < 1.0:
-        raise cli.UsageError("training.test_fraction must be in (0, 1)")
-    if training.folds < 2:
-        raise cli.UsageError("training.folds must be at least 2")
-    if training.parallelism < 1 or training.min_decade_songs < 1 \
-            or training.write_batch_size < 1 or training.read_partitions < 0:
-        raise cli.UsageError("training.parallelism, min_decade_songs and write_batch_size "
-                             "must be positive, read_partitions not negative")
-    if training.grid_strategy not in GRID_STRATEGIES:
-        raise cli.UsageError("training.grid_strategy must be one of {}".format(
-            ", ".join(GRID_STRATEGIES)))
-    if training.decade_selection_metric not in CLASSIFICATION_SCORES:
-        raise cli.UsageError("training.decade_selection_metric must be one of {}".format(
-            ", ".join(sorted(CLASSIFICATION_SCORES))))
-    try:
-        check_model_names(training.classifiers, training.regressors, training.grids)
-    except ValueError as exc:
-        raise cli.UsageError(str(exc)) from exc
 
 
 class Stopwatch:
@@ -281,10 +259,9 @@ def _task_summary(candidates: Sequence[CandidateResult], best: CandidateResult, 
 
 # --- load ---
 
-def publish_run(spark: Any, result: Dict[str, Any], songs: Any, config: PipelineConfig,
-                run_id: str, mongo_uri: str, watch: Stopwatch) -> Dict[str, Any]:
-    """Save the chosen models, impute (when configured), write metrics, plots and report;
-    returns the job's summary."""
+def publish_run(spark: Any, result: Dict[str, Any], config: PipelineConfig, run_id: str,
+                watch: Stopwatch) -> Dict[str, Any]:
+    """Save the chosen models, write metrics, plots and report; returns the job's summary."""
     artifacts = RunArtifacts(config.training.artifacts_uri, run_id)
     models = result.pop("models")
     for task, model in models.items():
@@ -292,30 +269,15 @@ def publish_run(spark: Any, result: Dict[str, Any], songs: Any, config: Pipeline
         result[task]["model_path"] = artifacts.save_model(spark, model,
                                                           result[task]["model_dir"])
     watch.lap("save_models")
-    imputation = None
-    if config.training.impute:
-        imputation = impute_unknown(songs, models, result, config, run_id, mongo_uri)
-        watch.lap("impute")
     metrics = dict(result, schema_version=METRICS_SCHEMA_VERSION, run_id=run_id,
                    created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                   imputation=imputation, seconds=watch.laps,
+                   seconds=watch.laps,
                    linear_algebra=cli.linear_algebra(spark))
     write_plots(artifacts, metrics, metrics.pop("test_predictions"), result["data"]["test"])
     watch.lap("report")
     artifacts.write_json(METRICS_FILE, metrics)
     artifacts.write_text(REPORT_FILE, render_report(metrics))
     return job_summary(run_id, metrics, artifacts.publish())
-
-
-def impute_unknown(songs: Any, models: Mapping[str, Any], result: Mapping[str, Any],
-                   config: PipelineConfig, run_id: str, mongo_uri: str
-                   ) -> Optional[Dict[str, Any]]:
-    """Write ``predicted`` to the valid unknown-year songs with the given models."""
-    unknown = songs.filter(songs.skip_reason.isNull() & songs.year.isNull())
-    version = "{}/{}+{}".format(run_id, result["decade"]["chosen"], result["year"]["chosen"])
-    return impute(unknown, models["decade"], models["year"], mongo_uri,
-                  config.mongo.database, config.mongo.songs_collection, version,
-                  result["year"]["train_year_range"], config.training.write_batch_size)
 
 
 def write_plots(artifacts: RunArtifacts, metrics: Dict[str, Any], test_predictions: Any,
@@ -338,7 +300,6 @@ def write_plots(artifacts: RunArtifacts, metrics: Dict[str, Any], test_predictio
 
 def job_summary(run_id: str, metrics: Mapping[str, Any], location: str) -> Dict[str, Any]:
     data, decade, year = metrics["data"], metrics["decade"], metrics["year"]
-    imputation = metrics["imputation"]
     return {
         "run_id": run_id,
         "status": "succeeded",
@@ -363,7 +324,6 @@ def job_summary(run_id: str, metrics: Mapping[str, Any], location: str) -> Dict[
         },
         "constant_features_dropped": metrics["features"]["constant_dropped"],
         "artifacts": location,
-        "imputed": imputation["imputed"] if imputation else 0,
         "evaluation_split": metrics["evaluation_split"],
         "champion": metrics["champion"],
         "stage_seconds": metrics["seconds"],

@@ -15,7 +15,7 @@ def test_local_pipeline_graph(parsed):
     assert upstream["model.champion"] == {"prepare_run", "model.decide", "model.promote"}
     assert upstream["spark.impute"] == {"model.champion"}
     assert "spark.impute" in upstream["report.collect_metrics"]
-    assert {"msd", "spark", "local"} <= set(dag["tags"])
+    assert {"msd", "spark", "spark_submit"} <= set(dag["tags"])
 
 
 def test_the_whole_lifecycle_runs_on_demand_retraining_is_msd_retrain(parsed):

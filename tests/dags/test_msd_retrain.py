@@ -10,7 +10,7 @@ def test_local_retrain_graph(parsed):
     assert upstream["check_trigger"] == {"prepare_run"}
     assert "check_trigger" in upstream["stage.publish_job_config"]
     assert upstream["spark.train_evaluate"] == {"model.resolve_champion"}
-    assert {"msd", "spark", "local", "retrain"} <= set(dag["tags"])
+    assert {"msd", "spark", "spark_submit", "retrain"} <= set(dag["tags"])
     assert "data_source" not in dag["params"] and "folds" in dag["params"]
 
 
@@ -27,11 +27,11 @@ def test_scheduled_on_songs_or_the_cron():
     from airflow.sdk import AssetOrTimeSchedule
 
     from msd_pipeline.graph import SONGS, build_retrain_dag
-    from msd_pipeline.targets.local.target import LocalTarget
+    from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
     from msdlib.config import load_config
 
     config = load_config()
-    dag = build_retrain_dag("r", LocalTarget(), description="schedule check")
+    dag = build_retrain_dag("r", SparkSubmitTarget(), description="schedule check")
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
     assert dag.timetable.asset_condition == SONGS
     assert dag.timetable.timetable.expression.startswith("0 0")  # @weekly
@@ -41,11 +41,11 @@ def test_scheduled_on_songs_or_the_cron():
 
 def test_without_a_cron_only_songs_events_trigger():
     from msd_pipeline.graph import SONGS, build_retrain_dag
-    from msd_pipeline.targets.local.target import LocalTarget
+    from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
     from msdlib.config import load_config
 
     config = load_config(overrides={"retraining.schedule": ""})
-    dag = build_retrain_dag("r", LocalTarget(config), description="d", config=config)
+    dag = build_retrain_dag("r", SparkSubmitTarget(config), description="d", config=config)
     assert dag.timetable.asset_condition == SONGS
     assert not hasattr(dag.timetable, "timetable")
 
@@ -54,14 +54,14 @@ def test_approval_step_only_behind_the_setting():
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
     from msd_pipeline.graph import build_retrain_dag
-    from msd_pipeline.targets.local.target import LocalTarget
+    from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
     from msdlib.config import load_config
 
     config = load_config(overrides={"retraining.require_approval": True})
-    dag = build_retrain_dag("r", LocalTarget(config), description="d", config=config)
+    dag = build_retrain_dag("r", SparkSubmitTarget(config), description="d", config=config)
     approve = dag.get_task("model.approve")
     assert isinstance(approve, ApprovalOperator)
     assert approve.upstream_task_ids == {"model.decide"}
     assert dag.get_task("model.promote").upstream_task_ids == {"model.approve", "prepare_run"}
-    default = build_retrain_dag("r2", LocalTarget(), description="d")
+    default = build_retrain_dag("r2", SparkSubmitTarget(), description="d")
     assert "model.approve" not in default.task_ids

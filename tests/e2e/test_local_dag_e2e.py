@@ -79,7 +79,7 @@ def test_run_record_and_metrics(pipeline_run):
     record = records[0]
     assert record["_id"] == "msd_local_pipeline:" + record["run_key"]
     assert record["schema_version"] == 1
-    assert (record["target"], record["status"]) == ("local", "success")
+    assert (record["target"], record["status"]) == ("spark_submit", "success")
     assert record["data"]["mode"] == "generated" and record["data"]["files"] == SONGS
     assert record["ingest"]["files_ingested"] == SONGS
     assert record["params"]["classifiers"] == ["logistic_regression"]

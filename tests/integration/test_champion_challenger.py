@@ -24,8 +24,7 @@ FAST_TRAINING = ["spark.master=local[2]", "training.folds=2",
                  'training.classifiers=["logistic_regression"]',
                  'training.regressors=["linear_regression"]',
                  'training.grids.logistic_regression={"regParam": [0.01], "maxIter": [30]}',
-                 'training.grids.linear_regression={"regParam": [0.1]}',
-                 "training.impute=false"]
+                 'training.grids.linear_regression={"regParam": [0.1]}']
 
 
 def _run(job, mongo_uri, database, run_id, settings, *args):

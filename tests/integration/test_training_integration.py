@@ -1,6 +1,6 @@
-"""The training job end to end: real SecantusDB, real Spark (local[2] and standalone),
-songs generated in the MSD layout and ingested by the ingest job, then the real songs
-of ../shared/msd when present."""
+"""The training job end to end, and imputation with its models: real SecantusDB, real
+Spark (local[2] and standalone), songs generated in the MSD layout and ingested by the
+ingest job, then the real songs of ../shared/msd when present."""
 import ctypes.util
 import json
 import os
@@ -17,6 +17,7 @@ from project_paths import PROJECT_ROOT
 
 INGEST_JOB = PROJECT_ROOT / "spark_jobs" / "ingest_songs.py"
 TRAIN_JOB = PROJECT_ROOT / "spark_jobs" / "train_models.py"
+IMPUTE_JOB = PROJECT_ROOT / "spark_jobs" / "impute_years.py"
 
 # Small grids and two folds keep the module within a few minutes on 2 cores.
 FAST_SETTINGS = [
@@ -31,9 +32,9 @@ FAST_SETTINGS = [
 ]
 
 
-def run_job(job, mongo_uri, database, run_id, settings, timeout=600):
+def run_job(job, mongo_uri, database, run_id, settings, timeout=600, extra_args=()):
     command = [sys.executable, str(job), "--run-id", run_id,
-               "--set", "mongo.database=" + database]
+               "--set", "mongo.database=" + database, *extra_args]
     for setting in settings:
         command += ["--set", setting]
     env = dict(os.environ, MSD_MONGO_URI=mongo_uri, PYSPARK_PYTHON=sys.executable)
@@ -158,12 +159,24 @@ def assert_imputed_only_unknown(database, before, model_version):
     assert database.songs.count_documents({}) == len(before)
 
 
-def test_imputation_touches_only_unknown_year_songs(trained, database):
-    summary = trained["summary"]
-    assert summary["imputed"] == summary["counts"]["unknown_year"] > 0
-    decade, year = summary["decade"]["chosen"], summary["year"]["chosen"]
-    assert_imputed_only_unknown(database, trained["before"],
-                                "run-1/{}+{}".format(decade, year))
+def impute(mongo_uri, database, run_dir, label, master="local[2]"):
+    code, summary, stderr = run_job(IMPUTE_JOB, mongo_uri, database, "impute-" + label,
+                                    ["spark.master=" + master], extra_args=[
+                                        "--model-uri", str(run_dir), "--model-label", label])
+    assert code == 0, stderr[-3000:]
+    return summary
+
+
+def test_training_leaves_the_songs_untouched(trained, database):
+    assert "imputed" not in trained["summary"]
+    assert {doc["_id"]: doc for doc in database.songs.find()} == trained["before"]
+
+
+def test_imputation_touches_only_unknown_year_songs(trained, database, mongo_uri):
+    summary = impute(mongo_uri, database.name, trained["run_dir"], "run-1")
+    assert summary["imputed"] == summary["unknown_year"] \
+        == trained["summary"]["counts"]["unknown_year"] > 0
+    assert_imputed_only_unknown(database, trained["before"], "run-1")
 
 
 def test_rerun_on_standalone_cluster_replaces_predictions(trained, database, mongo_uri,
@@ -175,9 +188,9 @@ def test_rerun_on_standalone_cluster_replaces_predictions(trained, database, mon
                          'training.regressors=["linear_regression"]',
                          "training.artifacts_uri=" + str(tmp_path)])
     assert code == 0, stderr[-3000:]
-    assert summary["imputed"] == trained["summary"]["imputed"]
-    assert_imputed_only_unknown(database, trained["before"],
-                                "run-2/logistic_regression+linear_regression")
+    imputed = impute(mongo_uri, database.name, tmp_path / "run-2", "run-2", spark_master_url)
+    assert imputed["imputed"] == trained["summary"]["counts"]["unknown_year"]
+    assert_imputed_only_unknown(database, trained["before"], "run-2")
 
 
 def test_too_few_labelled_songs_fails_with_exit_code_1(trained, database, mongo_uri, tmp_path):
@@ -207,6 +220,5 @@ def test_real_songs_train(real_tracks_dir, mongo_uri, mongo_db_name, tmp_path):
         {"features.year": {"$ne": None}})
     # energy and danceability are 0 in every real MSD file
     assert {"song_energy", "song_danceability"} <= set(summary["constant_features_dropped"])
-    assert summary["imputed"] == summary["counts"]["unknown_year"]
     assert (tmp_path / "real-1" / "metrics.json").is_file()
     client.close()

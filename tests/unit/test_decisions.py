@@ -1,19 +1,22 @@
 """Decision records, the `songs` event's extra and msd_retrain's trigger check."""
+import dataclasses
 import datetime
 from types import SimpleNamespace
 
 import pytest
 
+from msdlib.config import PipelineConfig
 from msd_pipeline import decisions
 from msd_pipeline.decisions import songs_event_extra
 from msd_pipeline.gate import GateSettings, Scores, decide
+from msd_pipeline.run_context import RunContext
 
 pytestmark = pytest.mark.unit
 
-RUN = {"dag_id": "msd_retrain_local", "run_key": "asset_triggered__2026", "target": "local",
-       "airflow_run_id": "asset_triggered__2026", "params": {},
-       "config": {"retraining": {"year_rmse_margin": 0.1}, "training": {"folds": 2},
-                  "ingest": {"source": "data/generated"}}}
+RUN = RunContext(dag_id="msd_retrain_local", airflow_run_id="asset_triggered__2026",
+                 target="spark_submit", run_uri="/runs/asset_triggered__2026",
+                 config=PipelineConfig().with_overrides({"training.folds": 2,
+                                                         "ingest.source": "data/generated"}))
 METRICS = {"decade": {"chosen": "logistic_regression",
                       "test": {"macro_f1": 0.4, "accuracy": 0.5}, "baseline": {"macro_f1": 0.1}},
            "year": {"chosen": "linear_regression", "test": {"rmse": 7.0, "mae": 5.0},
@@ -51,8 +54,9 @@ def test_one_ingest_one_training():
 def test_songs_event_extra_carries_run_counts_source_and_whether_to_retrain():
     summary = {"source": "/data/songs", "files_seen": 5, "files_ingested": 4,
                "files_failed": 1, "seconds": 3.0}
-    extra = songs_event_extra(dict(RUN, dag_id="msd_local_pipeline"), summary, train_here=True)
-    assert extra == {"run_id": RUN["airflow_run_id"], "run_key": RUN["run_key"],
+    extra = songs_event_extra(dataclasses.replace(RUN, dag_id="msd_local_pipeline"), summary,
+                              train_here=True)
+    assert extra == {"run_id": RUN.airflow_run_id, "run_key": RUN.run_key,
                      "dag_id": "msd_local_pipeline", "source": "/data/songs",
                      "counts": {"files_seen": 5, "files_ingested": 4, "files_failed": 1},
                      "retrain": False}
@@ -73,7 +77,8 @@ def test_decision_record_has_full_lineage():
     assert record["challenger"]["scores"]["year"]["rmse"] == 7.0
     assert record["champion"]["scores"]["year"]["rmse"] == 7.05
     assert record["evaluation_split"]["hash"] == "sha256-sum60:40:abc"
-    assert record["config"]["retraining"] == {"year_rmse_margin": 0.1}
+    assert record["config"]["retraining"]["year_rmse_margin"] == 0.1
+    assert record["config"]["training"]["folds"] == 2
     assert record["dag_version_id"] == "0193"
     assert any("margin 0.1" in reason for reason in record["gate"]["reasons"])
 

@@ -10,7 +10,7 @@ from msdlib.config import load_config
 from msd_pipeline.budgets import RUN_TIMEOUT_MARGIN, run_budget
 from msd_pipeline.graph import build_pipeline_dag
 from msd_pipeline.targets.emr.target import EmrTarget
-from msd_pipeline.targets.local.target import LocalTarget
+from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
 
 SETUPS = {"cluster.ship_code", "cluster.create_cluster"}
 
@@ -82,7 +82,7 @@ def test_the_run_timeout_follows_the_step_budget(config):
 
 def test_the_emr_dag_has_the_cleanup_callback_and_the_local_dag_none(config, emr_dag):
     assert emr_dag.on_failure_callback.func.__name__ == "end_run_after_failure"
-    local = build_pipeline_dag("local_wiring", LocalTarget(), description="local", config=config)
+    local = build_pipeline_dag("local_wiring", SparkSubmitTarget(), description="local", config=config)
     assert local.on_failure_callback is None
     assert not [task for task in local.tasks if task.is_setup or task.is_teardown]
     assert local.dagrun_timeout == run_budget(local) + RUN_TIMEOUT_MARGIN

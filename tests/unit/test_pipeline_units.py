@@ -1,18 +1,18 @@
 """Pure parts of the task graph: form → config overrides, run keys, the Mongo URI handed
 to the jobs, and the run record."""
+import dataclasses
 import json
 
 import pytest
 
+from msdlib.config import PipelineConfig, parse_time_overrides
 from msd_pipeline import params, run_records
+from msd_pipeline.run_context import RunContext, run_key_for
 from msd_pipeline.connections import mongo_uri_from_connection
 
-RUN = {"dag_id": "msd_local_pipeline", "airflow_run_id": "manual__2026-01-01T00:00:00+00:00",
-       "run_key": "manual__2026-01-01T00_00_00_00_00", "target": "local", "params": {"folds": 3},
-       "config": {"training": {"folds": 3}}, "run_uri": "/runs/r1",
-       "ingest_summary_uri": "/runs/r1/ingest_summary.json",
-       "train_summary_uri": "/runs/r1/train_summary.json", "metrics_uri": "/runs/r1/metrics.json",
-       "impute_summary_uri": "/runs/r1/impute_summary.json"}
+RUN = RunContext(dag_id="msd_local_pipeline", airflow_run_id="manual__2026-01-01T00:00:00+00:00",
+                 target="spark_submit", params={"folds": 3}, run_uri="/runs/r1",
+                 config=PipelineConfig().with_overrides({"training.folds": 3}))
 OUTPUTS = {
     "/runs/r1/ingest_summary.json": {"files_seen": 10, "files_ingested": 9, "files_failed": 1},
     "/runs/r1/train_summary.json": {"decade": {"chosen": "logistic_regression",
@@ -26,25 +26,57 @@ OUTPUTS = {
 def test_form_values_become_dotted_overrides():
     overrides = params.config_overrides({
         "folds": 3, "sample_size": 50, "archive_checksum": None, "data_source": "generated",
-        "config_overrides": {"training.folds": 4, "mongo.database": "x"}})
+        "emr_core_on_spot": True,
+        "config_overrides": {"training.folds": 4, "mongo.database": "x"}}, "spark_submit")
     assert overrides == {"training.folds": 4, "ingest.max_files": 50,
                          "staging.mode": "generated", "mongo.database": "x"}
+    assert params.config_overrides({"emr_core_on_spot": True}, "emr") == {
+        "emr.core_on_spot": True}
 
 
-def test_every_form_field_maps_to_a_real_config_key():
-    from msdlib.config import load_config
-
-    config = load_config()
-    form = params.pipeline_params(config)
-    assert set(params.PARAM_CONFIG_KEYS) | {"config_overrides", "train"} == set(form)
+@pytest.mark.parametrize("target", ["spark_submit", "emr"])
+@pytest.mark.parametrize("retrain_only", [False, True])
+def test_the_form_comes_from_the_config_metadata(target, retrain_only):
+    config = PipelineConfig()
+    form = params.pipeline_params(config, target, retrain_only)
+    settings = params.form_settings(target, retrain_only)
+    extra = {params.OVERRIDES_PARAM} | (set() if retrain_only else {params.TRAIN_PARAM})
+    assert {info.form.name for info in settings} | extra == set(form)
+    assert ("emr_core_on_spot" in form) == (target == "emr")
+    assert ("data_source" in form) != retrain_only
     values = {name: param.value for name, param in form.items()}
-    assert config.with_overrides(params.config_overrides(values)) == config
+    assert config.with_overrides(params.config_overrides(values, target)) == config
+
+
+def test_form_bounds_are_the_config_rules():
+    form = params.pipeline_params(PipelineConfig(), "emr")
+    folds = form["folds"].schema
+    assert (folds["type"], folds["minimum"], folds["maximum"]) == ("integer", 2, 10)
+    assert form["test_fraction"].schema["exclusiveMaximum"] == 1.0
+    assert form["data_source"].schema["enum"] == ["auto", "path", "url", "generated"]
+    assert form["classifiers"].schema["items"]["enum"][0] == "logistic_regression"
+    assert form["emr_staging_letters"].schema["items"]["pattern"] == "[A-Za-z]"
+    assert form["archive_checksum"].schema["type"] == ["null", "string"]
+    assert form["archive_checksum"].value is None
 
 
 def test_run_keys_are_path_and_s3_safe():
-    assert run_records.run_key_for("manual__2026-11-23T19:12:57.883956+00:00") == \
+    assert run_key_for("manual__2026-11-23T19:12:57.883956+00:00") == \
         "manual__2026-11-23T19_12_57.883956_00_00"
-    assert run_records.run_key_for("scheduled__2026-11-22T00:00:00+00:00").startswith("scheduled__")
+    assert run_key_for("scheduled__2026-11-22T00:00:00+00:00").startswith("scheduled__")
+
+
+def test_the_run_context_round_trips_through_xcom():
+    data = json.loads(json.dumps(RUN.to_xcom()))
+    assert RunContext.from_xcom(data) == RUN
+    assert data["run_key"] == "manual__2026-01-01T00_00_00_00_00"
+    assert data["metrics_uri"] == "/runs/r1/metrics.json"
+    assert data["config"]["training"]["folds"] == 3
+
+
+def test_a_run_cannot_override_what_the_dag_file_fixed():
+    assert parse_time_overrides({"pipeline.retries": 0, "training.folds": 3, "emr": {},
+                                 "emr.s3_root": "s3://b/p"}) == ["emr", "pipeline.retries"]
 
 
 def test_mongo_uri_carries_credentials_and_extras(monkeypatch):
@@ -73,7 +105,7 @@ def test_run_record_from_the_jobs_outputs():
 
 
 def test_run_record_of_an_ingest_only_run():
-    run = dict(RUN, params={"train": False})
+    run = dataclasses.replace(RUN, params={"train": False})
     outputs = {"/runs/r1/ingest_summary.json": OUTPUTS["/runs/r1/ingest_summary.json"]}
     record = run_records.build_run_record(
         run, {"source": "/songs", "mode": "path", "files": 10, "detail": {}}, "/runs/r1/job.json",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from msdlib.config import load_config
+from msdlib.config import ConfigError, load_config
 from msdlib.io.dataset import (SKIP_MISSING, SKIP_NO_ARTIST, SKIP_NON_FINITE, SKIP_WIDTH,
                             bucket_groups, constant_columns_from_ranges, feature_columns,
                             read_projection, song_row)
@@ -212,8 +212,7 @@ def test_report_links_plots_metrics_and_models():
                "training_settings": {"class_weighting": True,
                                      "decade_selection_metric": "macro_f1"},
                "selection": {"grid_strategy": "cv", "held_out_folds": [0, 1, 2], "folds": 3,
-                             "parallelism": 2},
-               "imputation": {"imputed": 2, "model_version": "r1/m+m"}}
+                             "parallelism": 2}}
     text = render_report(metrics)
     assert "cross-validation on artist folds (3 of 3 folds" in text
     for link in ("(metrics.json)", "(plots/confusion_matrix.png)", "(plots/f1_per_decade.png)",
@@ -229,7 +228,8 @@ def test_unknown_classifier_is_a_usage_error_before_spark_starts():
         capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "MSD_MONGO_URI": "mongodb://127.0.0.1:1"})
     assert result.returncode == 2
-    assert "unknown classifier 'svm'" in result.stderr
+    assert "training.classifiers items must be among" in result.stderr
+    assert "got 'svm'" in result.stderr
 
 
 @pytest.mark.parametrize("strategy, songs, expected", [
@@ -249,17 +249,17 @@ def test_cv_holds_out_every_fold_and_split_only_fold_0():
 
 
 @pytest.mark.parametrize("setting, message", [
-    ({"grid_strategy": "bootstrap"}, "grid_strategy"),
-    ({"decade_selection_metric": "f1"}, "decade_selection_metric"),
-    ({"classifiers": ["svm"]}, "unknown classifier"),
+    ({"grid_strategy": "bootstrap"}, "training.grid_strategy must be one of auto, cv, split"),
+    ({"decade_selection_metric": "f1"}, "training.decade_selection_metric must be one of"),
+    ({"classifiers": ["svm"]}, "training.classifiers items must be among"),
+    ({"classifiers": []}, "must not be empty"),
+    ({"grids": {"svm": {}}}, "unknown model 'svm'"),
+    ({"folds": 1}, "training.folds must be at least 2"),
+    ({"test_fraction": 1.0}, "training.test_fraction must be below 1"),
 ])
-def test_training_settings_usage_errors(setting, message):
-    from msdlib.cli import UsageError
-    from msdlib.training import check_settings
-
-    training = load_config(overrides={"training." + k: v for k, v in setting.items()}).training
-    with pytest.raises(UsageError, match=message):
-        check_settings(training)
+def test_training_settings_are_configuration_errors(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides={"training." + k: v for k, v in setting.items()})
 
 
 def decade_baseline(accuracy, macro_f1):

@@ -27,9 +27,8 @@ from pyspark.ml.evaluation import Evaluator
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol
 
+from msdlib.config import GRID_STRATEGIES
 from msdlib.core.evaluation import CLASSIFICATION_SCORES, spark_confusion
-
-GRID_STRATEGIES = ("auto", "cv", "split")
 
 
 def resolve_grid_strategy(strategy: str, train_songs: int, cv_max_songs: int) -> str:

@@ -8,7 +8,7 @@
     plots/year_predicted_vs_actual.png   a bounded sample of test songs
     plots/f1_per_decade.png        test F1 of the model and the majority baseline
 
-The folder is a local path (relative paths resolve against the project root) or an
+The folder is a local path (relative: against ``msdlib.config.CHECKOUT_DIR``) or an
 ``s3://`` prefix. Spark saves models straight to S3 when its Hadoop has a FileSystem
 for the scheme (EMRFS on EMR); otherwise (pip pyspark, no hadoop-aws) everything is
 written to a local staging folder and ``publish`` uploads it with boto3, honouring
@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from typing import Any, List, Mapping, Sequence, Tuple
 
-from msdlib.config import PROJECT_ROOT
+from msdlib.config import CHECKOUT_DIR
 from msdlib.io.sources import is_s3, s3_client, split_s3_uri
 
 METRICS_SCHEMA_VERSION = 1
@@ -38,7 +38,7 @@ def run_uri(artifacts_uri: str, run_id: str) -> str:
     if is_s3(artifacts_uri):
         return artifacts_uri.rstrip("/") + "/" + run_id
     base = artifacts_uri if os.path.isabs(artifacts_uri) \
-        else os.path.join(PROJECT_ROOT, artifacts_uri)
+        else os.path.join(CHECKOUT_DIR, artifacts_uri)
     return os.path.join(os.path.normpath(base), run_id)
 
 
@@ -245,11 +245,6 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     lines.append("")
     lines += _task_section("Year regression", year, ["mae", "rmse", "r2"])
     lines += ["![predicted vs actual year]({})".format(YEAR_PLOT), ""]
-    imputation = metrics.get("imputation")
-    if imputation:
-        lines += ["## Imputation", "",
-                  "{} unknown-year songs got `predicted` (model version `{}`).".format(
-                      imputation["imputed"], imputation["model_version"]), ""]
     return "\n".join(lines)
 
 

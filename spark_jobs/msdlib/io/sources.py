@@ -9,8 +9,8 @@ A source is one of
   and ``#`` comments are skipped, relative paths are relative to the list file,
 * an S3 prefix ``s3://bucket/prefix``: every ``*.h5`` key below it.
 
-Relative local sources resolve against the project root, like the default
-``../shared/msd/tracks`` in include/pipeline.toml. Listings are deterministic: sorted
+Relative local sources resolve against the checkout holding spark_jobs/
+(``msdlib.config.CHECKOUT_DIR``), like the default ``../shared/msd/tracks``. Listings are deterministic: sorted
 paths (a list file keeps its own order), duplicates dropped, optionally capped.
 A local entry named ``*.h5`` that is not a regular file (a folder, a broken symlink) is
 listed all the same, so the job records it as an error instead of ignoring it.
@@ -30,7 +30,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Deque, Iterable, Iterator, List, Optional, Tuple, Union
 
-from msdlib.config import PROJECT_ROOT, ConfigError
+from msdlib.config import CHECKOUT_DIR, ConfigError
 
 SONG_SUFFIX = ".h5"
 S3_PAGE_SIZE = 1000  # keys per ListObjectsV2 call (the S3 maximum)
@@ -90,7 +90,7 @@ def list_sources(source: str, max_files: int = 0,
     return paths[:max_files] if max_files > 0 else paths
 
 
-def _resolve_local(path: str, base: str = PROJECT_ROOT) -> str:
+def _resolve_local(path: str, base: str = CHECKOUT_DIR) -> str:
     path = os.path.expanduser(path.strip())
     return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))
 

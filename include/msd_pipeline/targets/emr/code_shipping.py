@@ -1,22 +1,20 @@
-"""Ship one run's code to its S3 prefix: the msdlib zip (``--py-files``), the two job
+"""Ship one run's code to its S3 prefix: the msdlib zip (``--py-files``), the job
 scripts, the bootstrap script and the EMR requirements it installs."""
 import io
 import zipfile
 from pathlib import Path
 from typing import Dict
 
-from msdlib.config import PROJECT_ROOT
 from msdlib.io.sources import split_s3_uri
-from msd_pipeline.targets.base import JOB_SCRIPTS, SPARK_JOBS_DIR
+from msd_pipeline.paths import EMR_DIR, SPARK_JOBS_DIR
+from msd_pipeline.targets.base import JOB_SCRIPTS
 from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, JOBS_ZIP, REQUIREMENTS, RunLayout
 
-SPARK_JOBS_PATH = Path(SPARK_JOBS_DIR)
-EMR_DIR = Path(PROJECT_ROOT) / "include" / "emr"
 # A fixed timestamp makes the zip's bytes depend on the sources only.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 
-def build_jobs_zip(spark_jobs_dir: Path = SPARK_JOBS_PATH) -> bytes:
+def build_jobs_zip(spark_jobs_dir: Path = SPARK_JOBS_DIR) -> bytes:
     """The ``msdlib`` package as a zip for ``--py-files`` (sources only, sorted)."""
     buffer = io.BytesIO()
     package = spark_jobs_dir / "msdlib"
@@ -28,7 +26,7 @@ def build_jobs_zip(spark_jobs_dir: Path = SPARK_JOBS_PATH) -> bytes:
     return buffer.getvalue()
 
 
-def code_files(spark_jobs_dir: Path = SPARK_JOBS_PATH, emr_dir: Path = EMR_DIR) -> Dict[str, bytes]:
+def code_files(spark_jobs_dir: Path = SPARK_JOBS_DIR, emr_dir: Path = EMR_DIR) -> Dict[str, bytes]:
     """File name → bytes of everything a run ships."""
     files = {JOBS_ZIP: build_jobs_zip(spark_jobs_dir),
              BOOTSTRAP_SCRIPT: (emr_dir / BOOTSTRAP_SCRIPT).read_bytes(),

@@ -130,11 +130,15 @@ class PipelineEmrHook(EmrHook):
     def s3(self) -> S3Hook:
         return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify)
 
-    def read_text(self, uri: str) -> Optional[str]:
-        """The object's text, or None when it is absent (a 404: the policies grant
+    def read_bytes(self, uri: str) -> Optional[bytes]:
+        """The object's bytes, or None when it is absent (a 404: the policies grant
         ListBucket, without which S3 answers 403 for a missing key)."""
         bucket, key = split_s3_uri(uri)
         s3 = self.s3
         if not s3.check_for_key(key, bucket_name=bucket):
             return None
-        return s3.read_key(key, bucket_name=bucket)
+        return s3.get_key(key, bucket_name=bucket).get()["Body"].read()
+
+    def write_text(self, uri: str, text: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        self.s3.load_string(text, key=key, bucket_name=bucket, replace=True)

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import BaseOperator
 
-from msdlib.config import EmrSettings, PipelineConfig, from_dict
-from msd_pipeline.run_records import run_key_for
+from msdlib.config import EmrSettings, PipelineConfig
+from msd_pipeline.run_context import RunContext, run_key_for
 from msd_pipeline.targets.base import PREPARE_TASK_ID
 from msd_pipeline.targets.emr import mongo_secret, step_logs
 from msd_pipeline.targets.emr.cluster import cluster_name
@@ -100,15 +100,15 @@ class EndRunClusterOperator(BaseOperator):
         return PipelineEmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
     def execute(self, context: Any) -> List[str]:
-        run = context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID)
-        emr = from_dict(run["config"]).emr
+        run = RunContext.from_xcom(context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID))
+        emr = run.config.emr
         known = self.job_flow_id if str(self.job_flow_id or "").startswith("j-") else None
         try:
             cluster_ids = self.hook.terminate_run_clusters(
-                known, cluster_name(emr, run["run_key"]), context["dag"].dag_id, context["run_id"])
+                known, cluster_name(emr, run.run_key), context["dag"].dag_id, context["run_id"])
             self.hook.wait_until_ended(cluster_ids, self.poll_seconds, self.terminate_timeout_seconds)
         finally:  # the secret goes even when a cluster could not be terminated
-            delete_run_secret(self.hook, emr, run["run_key"], self.log)
+            delete_run_secret(self.hook, emr, run.run_key, self.log)
         if not cluster_ids:
             self.log.info("No cluster of run %s to terminate", context["run_id"])
         return cluster_ids

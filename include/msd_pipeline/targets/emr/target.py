@@ -21,15 +21,14 @@ import datetime
 import functools
 from typing import Any, Callable, Dict, List, Optional
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
-from airflow.sdk import Param, TaskGroup, XComArg, task
+from airflow.sdk import TaskGroup, XComArg, task
 
-from msdlib.config import PipelineConfig, from_dict, load_config
-from msdlib.io.sources import split_s3_uri
+from msdlib.config import EmrSettings, PipelineConfig, load_config
 from msd_pipeline import staging
-from msd_pipeline.targets.base import PipelineTarget, run_field
+from msd_pipeline.run_context import RunContext
+from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
 from msd_pipeline.targets.emr.hook import PipelineEmrHook
@@ -37,6 +36,7 @@ from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayou
 from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, StepSensorWithLogs,
                                                 end_run_after_failure)
 from msd_pipeline.targets.emr.steps import spark_step
+from msd_pipeline.templates import xcom
 
 SHIP_TASK_ID = "cluster.ship_code"
 SHIP_TIMEOUT = datetime.timedelta(minutes=15)
@@ -44,19 +44,20 @@ ADD_STEP_TIMEOUT = datetime.timedelta(minutes=10)
 # Deleting the run's secret and logging after the clusters are gone.
 TEARDOWN_SLACK_SECONDS = 600
 CREATE_TASK_ID = "cluster.create_cluster"
-CLUSTER_ID_FIELD = "{{ ti.xcom_pull(task_ids='%s') }}" % CREATE_TASK_ID
-# Form field → dotted config key.
-EMR_PARAM_KEYS = {
-    "emr_core_instance_count": "emr.core_instance_count",
-    "emr_core_on_spot": "emr.core_on_spot",
-    "emr_staging_letters": "emr.staging_letters",
-}
+CLUSTER_ID_FIELD = xcom(CREATE_TASK_ID)
 
 
-def shipped_field(*keys: str) -> str:
-    """Jinja expression for a field of the ``ship_code`` XCom."""
-    path = "".join("['%s']" % key for key in keys)
-    return "{{ ti.xcom_pull(task_ids='%s')%s }}" % (SHIP_TASK_ID, path)
+class S3Files(RunFiles):
+    """A run's files in S3, through the run's AWS connection and region."""
+
+    def __init__(self, emr: EmrSettings) -> None:
+        self.hook = _hook(emr)
+
+    def read_bytes(self, uri: str) -> Optional[bytes]:
+        return self.hook.read_bytes(uri)
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.hook.write_text(uri, text)
 
 
 class EmrTarget(PipelineTarget):
@@ -74,7 +75,7 @@ class EmrTarget(PipelineTarget):
             shipped = _ship_code_task(run)
             create = EmrCreateJobFlowOperator(
                 task_id="create_cluster",
-                job_flow_overrides=shipped_field("job_flow_request"),
+                job_flow_overrides=xcom(SHIP_TASK_ID, "job_flow_request"),
                 emr_conn_id=None,
                 aws_conn_id=self.emr.aws_conn_id,
                 region_name=self.emr.region,
@@ -108,7 +109,7 @@ class EmrTarget(PipelineTarget):
             wait = StepSensorWithLogs(
                 task_id="wait_for_step",
                 job_flow_id=CLUSTER_ID_FIELD,
-                step_id="{{ ti.xcom_pull(task_ids='%s')[0] }}" % add_step.task_id,
+                step_id=xcom(add_step.task_id, 0),
                 aws_conn_id=self.emr.aws_conn_id,
                 region_name=self.emr.region,
                 poke_interval=self.emr.poll_seconds,
@@ -147,52 +148,26 @@ class EmrTarget(PipelineTarget):
     def failure_callback(self) -> Callable[[Any], None]:
         return functools.partial(end_run_after_failure, self.config)
 
-    def extra_params(self) -> Dict[str, Param]:
-        return {
-            "emr_core_instance_count": Param(self.emr.core_instance_count, type="integer",
-                                             minimum=1, maximum=50, title="EMR core nodes"),
-            "emr_core_on_spot": Param(self.emr.core_on_spot, type="boolean",
-                                      title="EMR core nodes on spot"),
-            "emr_staging_letters": Param(list(self.emr.staging_letters), type="array",
-                                         items={"type": "string", "pattern": "^[A-Za-z]$"},
-                                         title="Stage only these X/ letters",
-                                         description="Empty: every letter"),
-        }
-
     # -- run-time hooks ------------------------------------------------------------------
-    def overrides_from_params(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        overrides = {key: params[name] for name, key in EMR_PARAM_KEYS.items() if name in params}
-        overrides["spark.master"] = "yarn"
-        return overrides
+    def run_overrides(self) -> Dict[str, Any]:
+        return {"spark.master": "yarn"}
 
-    def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
+    def resolve_artifacts_uri(self, config: PipelineConfig) -> str:
+        artifacts_uri = config.training.artifacts_uri
         if artifacts_uri.startswith("s3://"):
             return artifacts_uri.rstrip("/")
-        return join_uri(self.emr.s3_root, ARTIFACTS_FOLDER)
+        return join_uri(config.emr.s3_root, ARTIFACTS_FOLDER)
 
-    def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
-        emr = from_dict(run["config"]).emr
-        uri = RunLayout(emr.s3_root, run["run_key"]).job_config_uri
-        bucket, key = split_s3_uri(uri)
-        _s3_hook(emr).load_string(config_json, key=key, bucket_name=bucket, replace=True)
+    def files(self, run: RunContext) -> S3Files:
+        return S3Files(run.config.emr)
+
+    def publish_job_config(self, run: RunContext, config_json: str) -> str:
+        uri = RunLayout(run.config.emr.s3_root, run.run_key).job_config_uri
+        self.files(run).write_text(uri, config_json)
         return uri
 
-    def read_text(self, uri: str) -> Optional[str]:
-        return _hook(self.emr).read_text(uri)
-
-    def write_text(self, uri: str, text: str) -> None:
-        bucket, key = split_s3_uri(uri)
-        _s3_hook(self.emr).load_string(text, key=key, bucket_name=bucket, replace=True)
-
-    def read_bytes(self, uri: str) -> Optional[bytes]:
-        bucket, key = split_s3_uri(uri)
-        hook = _s3_hook(self.emr)
-        if not hook.check_for_key(key, bucket_name=bucket):
-            return None
-        return hook.get_key(key, bucket_name=bucket).get()["Body"].read()
-
-    def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
-        emr = from_dict(run["config"]).emr
+    def run_record_details(self, run: RunContext, context: Any) -> Dict[str, Any]:
+        emr = run.config.emr
         cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)
         cluster = _hook(emr).describe_cluster(cluster_id)
         estimate = cost.estimate_cost(emr, cost.cluster_hours(cluster["Status"]["Timeline"]))
@@ -201,18 +176,14 @@ class EmrTarget(PipelineTarget):
                 "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate}
 
 
-def _hook(emr) -> PipelineEmrHook:
+def _hook(emr: EmrSettings) -> PipelineEmrHook:
     return PipelineEmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
 
 
-def _s3_hook(emr) -> S3Hook:
-    return _hook(emr).s3
-
-
 def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any]:
-    return spark_step(name=f"{task_id} {run_field('run_key')}",
-                      script_uri=shipped_field("code", job),
-                      jobs_zip_uri=shipped_field("code", JOBS_ZIP),
+    return spark_step(name=f"{task_id} {xcom(PREPARE_TASK_ID, 'run_key')}",
+                      script_uri=xcom(SHIP_TASK_ID, "code", job),
+                      jobs_zip_uri=xcom(SHIP_TASK_ID, "code", JOBS_ZIP),
                       job_args=job_args)
 
 
@@ -221,19 +192,21 @@ def _ship_code_task(run: Dict[str, Any]) -> Dict[str, Any]:
     """Upload the run's code; create its Mongo secret; build the RunJobFlow request."""
     from msd_pipeline.connections import mongo_uri_from_connection
 
-    config = from_dict(run["config"])
-    emr = config.emr
-    layout = RunLayout(emr.s3_root, run["run_key"])
-    secret_id = (mongo_secret.secret_name(emr.mongo_secret_prefix, run["run_key"])
+    context = RunContext.from_xcom(run)
+    emr = context.config.emr
+    layout = RunLayout(emr.s3_root, context.run_key)
+    secret_id = (mongo_secret.secret_name(emr.mongo_secret_prefix, context.run_key)
                  if emr.mongo_mode == "secret" else None)
     # Validate the request first: nothing is created for a configuration that cannot work.
-    request = build_job_flow_request(emr, layout, dag_id=run["dag_id"],
-                                     airflow_run_id=run["airflow_run_id"],
+    request = build_job_flow_request(emr, layout, dag_id=context.dag_id,
+                                     airflow_run_id=context.airflow_run_id,
                                      mongo_secret_id=secret_id)
-    code = code_shipping.ship_code(_s3_hook(emr), layout)
+    hook = _hook(emr)
+    code = code_shipping.ship_code(hook.s3, layout)
     if secret_id:
-        _hook(emr).put_run_secret(secret_id, mongo_uri_from_connection(config.mongo.airflow_conn_id),
-                                  run_tags(emr, run["dag_id"], run["airflow_run_id"]))
+        hook.put_run_secret(secret_id,
+                            mongo_uri_from_connection(context.config.mongo.airflow_conn_id),
+                            run_tags(emr, context.dag_id, context.airflow_run_id))
     return {"code": code, "job_flow_request": request, "mongo_secret_id": secret_id,
             "log_uri": layout.log_uri}
 
@@ -243,9 +216,9 @@ def _stage_data_task(run: Dict[str, Any]) -> Dict[str, Any]:
     """Songs → S3: an s3:// source as is (or a slice of it), a local or generated folder
     uploaded, or the MSD subset archive streamed from its URL (auto: the source when
     it exists, else the archive)."""
-    config = from_dict(run["config"])
-    emr = config.emr
+    context = RunContext.from_xcom(run)
+    config, emr = context.config, context.config.emr
     song_slice = staging.SongSlice.of(emr.staging_letters, config.ingest.max_files)
-    data_prefix = RunLayout(emr.s3_root, run["run_key"]).data_prefix
-    return staging.stage_to_s3(config.staging, config.ingest.source, _s3_hook(emr), data_prefix,
-                               song_slice)
+    data_prefix = RunLayout(emr.s3_root, context.run_key).data_prefix
+    return staging.stage_to_s3(config.staging, config.ingest.source, _hook(emr).s3,
+                               data_prefix, song_slice)

@@ -1,4 +1,5 @@
-"""The local target: spark-submit to a configurable master, files on a local filesystem.
+"""The spark-submit target: spark-submit to a configurable master, files on a filesystem
+the Airflow workers and every Spark process share.
 
 The Spark master comes from the Airflow connection ``pipeline.spark_conn_id``
 (``spark_default``): ``local[*]`` for the embedded default, ``spark://spark-master:7077``
@@ -15,16 +16,35 @@ from typing import Any, Dict, List, Optional
 
 from airflow.sdk import XComArg, task
 
-from msdlib.config import PipelineConfig, from_dict, load_config
+from msdlib.config import PipelineConfig, load_config
 from msd_pipeline import staging
-from msd_pipeline.targets.base import SPARK_JOBS_DIR, PipelineTarget
-from msd_pipeline.targets.local.operators import QUIET_SPARK_CONF, PipelineSparkSubmitOperator
+from msd_pipeline.paths import SPARK_JOBS_DIR
+from msd_pipeline.run_context import RunContext
+from msd_pipeline.targets.base import PipelineTarget, RunFiles
+from msd_pipeline.targets.spark_submit.operators import (QUIET_SPARK_CONF,
+                                                         PipelineSparkSubmitOperator)
 
 
-class LocalTarget(PipelineTarget):
-    """Runs the pipeline's Spark steps with spark-submit; files live on local paths."""
+class LocalFiles(RunFiles):
+    """Files on the shared filesystem."""
 
-    name = "local"
+    def read_bytes(self, uri: str) -> Optional[bytes]:
+        try:
+            with open(uri, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, uri: str, text: str) -> None:
+        os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
+        with open(uri, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+class SparkSubmitTarget(PipelineTarget):
+    """Runs the pipeline's Spark steps with spark-submit; files live on shared paths."""
+
+    name = "spark_submit"
 
     def __init__(self, config: Optional[PipelineConfig] = None) -> None:
         self.config = config or load_config()
@@ -33,7 +53,7 @@ class LocalTarget(PipelineTarget):
         @task(task_id="stage_data", multiple_outputs=False)
         def stage_data(run: Dict[str, Any]) -> Dict[str, Any]:
             """Stage the songs: a folder, generated songs, or the downloaded archive."""
-            config = from_dict(run["config"])
+            config = RunContext.from_xcom(run).config
             return staging.stage_songs(config.staging, config.ingest.source)
 
         return stage_data(run)
@@ -41,7 +61,7 @@ class LocalTarget(PipelineTarget):
     def spark_step(self, task_id: str, job: str, job_args: List[str]) -> PipelineSparkSubmitOperator:
         return PipelineSparkSubmitOperator(
             task_id=task_id,
-            application=os.path.join(SPARK_JOBS_DIR, job),
+            application=str(SPARK_JOBS_DIR / job),
             application_args=job_args,
             conn_id=self.config.pipeline.spark_conn_id,
             mongo_conn_id=self.config.mongo.airflow_conn_id,
@@ -51,33 +71,16 @@ class LocalTarget(PipelineTarget):
                 job, self.config.pipeline.spark_conn_id),
         )
 
-    def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
-        return staging.absolute(artifacts_uri)
+    def resolve_artifacts_uri(self, config: PipelineConfig) -> str:
+        return staging.absolute(config.training.artifacts_uri)
 
-    def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
-        path = os.path.join(run["run_uri"], "job_config.json")
-        os.makedirs(run["run_uri"], exist_ok=True)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(config_json)
+    def files(self, run: RunContext) -> LocalFiles:
+        return LocalFiles()
+
+    def publish_job_config(self, run: RunContext, config_json: str) -> str:
+        path = os.path.join(run.run_uri, "job_config.json")
+        LocalFiles().write_text(path, config_json)
         return path
 
-    def read_text(self, uri: str) -> Optional[str]:
-        try:
-            with open(uri, encoding="utf-8") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return None
-
-    def write_text(self, uri: str, text: str) -> None:
-        with open(uri, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    def read_bytes(self, uri: str) -> Optional[bytes]:
-        try:
-            with open(uri, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return None
-
-    def run_record_details(self, run: Dict[str, Any], context: Any) -> Dict[str, Any]:
-        return {"spark_conn_id": self.config.pipeline.spark_conn_id}
+    def run_record_details(self, run: RunContext, context: Any) -> Dict[str, Any]:
+        return {"spark_conn_id": run.config.pipeline.spark_conn_id}

@@ -1,1 +1,0 @@
-"""Local target: spark-submit to a configurable master; files on local paths."""
