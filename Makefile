@@ -34,11 +34,11 @@ export MSD_EMR_PYTHON := $(CURDIR)/$(EMR_PY)
 
 setup-emr: $(EMR_STAMP)
 
-$(EMR_STAMP): $(EMR_REQUIREMENTS) include/pipeline.toml include/msd_pipeline/targets/emr/releases.py | setup
+$(EMR_STAMP): $(EMR_REQUIREMENTS) include/pipeline.toml include/msd_pipeline/targets/emr/releases.py spark_jobs/msdlib/config.py | setup
 	rm -rf $(EMR_VENV)
 	$(PYTHON) -m venv $(EMR_VENV)
 	$(EMR_PY) -m pip install --quiet --upgrade pip
-	$(EMR_PY) -m pip install --quiet -r $(EMR_REQUIREMENTS) "$$($(PY) -m msd_pipeline.targets.emr.releases)"
+	$(EMR_PY) -m pip install --quiet -r $(EMR_REQUIREMENTS) "$$($(PY) -m msd_devtools.emr_runtime)"
 	$(EMR_PY) -m pip check
 	touch $@
 

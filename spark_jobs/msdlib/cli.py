@@ -22,8 +22,8 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from msdlib import env_vars
-from msdlib.config import ConfigError, PipelineConfig, load_config
-from msdlib.io.sources import s3_client, split_s3_uri
+from msdlib.config import ConfigError, PipelineConfig, config_path, load_config, parse_config
+from msdlib.io.sources import is_s3, read_bytes, s3_client, split_s3_uri
 
 EXIT_OK = 0
 EXIT_FAILED_CHECKS = 1
@@ -78,8 +78,17 @@ def _parse_value(raw_value: str) -> Any:
 
 
 def load_job_config(args: argparse.Namespace) -> PipelineConfig:
-    """The configuration named by ``--config`` with the ``--set`` overrides applied."""
-    return load_config(args.config, parse_overrides(args.overrides))
+    """The configuration named by ``--config`` with the ``--set`` overrides applied; an
+    ``s3://`` location is read with boto3 (EMR steps get the run's config that way)."""
+    overrides = parse_overrides(args.overrides)
+    path = config_path(args.config)
+    if not is_s3(path):
+        return load_config(path, overrides)
+    try:
+        raw = read_bytes(path)
+    except OSError as exc:
+        raise ConfigError("cannot read config file {}: {}".format(path, exc)) from exc
+    return parse_config(path, raw, overrides)
 
 
 def resolve_run_id(run_id: Optional[str]) -> str:

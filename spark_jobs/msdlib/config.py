@@ -335,7 +335,7 @@ class EmrSettings:
 class PipelineSettings:
     """DAG-level settings of the pipeline DAGs (read by Airflow when it parses them)."""
     # Cron expression or preset for the whole lifecycle in one run; "" means manual runs
-    # only. Scheduled retraining is msd_retrain's ([retraining] schedule).
+    # only. Scheduled retraining is the retraining DAGs' ([retraining] schedule).
     schedule: str = setting("", parse_time=True)
     owner: str = setting("msd-ml", parse_time=True)
     retries: int = setting(1, NOT_NEGATIVE, parse_time=True)
@@ -372,8 +372,8 @@ class StagingSettings:
 
 @dataclass(frozen=True)
 class RetrainingSettings:
-    """The msd_retrain DAGs and the champion/challenger gate (docs/retraining.md)."""
-    # Cron or preset: msd_retrain runs on it or on a new `songs` asset event, whichever
+    """The retraining DAGs (msd_retrain_*) and the champion/challenger gate (docs/retraining.md)."""
+    # Cron or preset: the retraining DAGs run on it or on a new `songs` asset event, whichever
     # comes first; "" = on asset events only.
     schedule: str = setting("@weekly", parse_time=True)
     # Promote only when the challenger's year RMSE is this many years below the
@@ -453,20 +453,27 @@ def from_dict(data: Mapping[str, Any]) -> "PipelineConfig":
     return config
 
 
+def config_path(path: Optional[str] = None) -> str:
+    """``path``, else $MSD_CONFIG, else include/pipeline.toml."""
+    return path or os.environ.get(env_vars.CONFIG) or DEFAULT_CONFIG_PATH
+
+
 def load_config(path: Optional[str] = None,
                 overrides: Optional[Mapping[str, Any]] = None) -> PipelineConfig:
-    """Load ``path`` (TOML or JSON; default: $MSD_CONFIG, else include/pipeline.toml).
-    An ``s3://`` path is read with boto3: EMR steps get the run's config that way."""
-    path = path or os.environ.get(env_vars.CONFIG) or DEFAULT_CONFIG_PATH
+    """Load a local file (TOML or JSON; ``config_path`` picks it) and apply ``overrides``."""
+    path = config_path(path)
     try:
-        if path.startswith("s3://"):
-            from msdlib.io.sources import read_bytes
-            raw = read_bytes(path)
-        else:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise ConfigError("cannot read config file {}: {}".format(path, exc)) from exc
+    return parse_config(path, raw, overrides)
+
+
+def parse_config(path: str, raw: bytes,
+                 overrides: Optional[Mapping[str, Any]] = None) -> PipelineConfig:
+    """The configuration in ``raw``, the content of ``path`` (TOML when it ends in
+    ``.toml``, else JSON), with ``overrides`` applied."""
     return from_dict(_parse(path, raw)).with_overrides(overrides)
 
 

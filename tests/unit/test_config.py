@@ -3,14 +3,41 @@ import json
 
 import pytest
 
-from msdlib.config import ConfigError, PipelineConfig, from_dict, load_config
+from msdlib.config import (DEFAULT_CONFIG_PATH, ConfigError, PipelineConfig, from_dict,
+                           load_config, settings_info)
 
 
-def test_project_file_loads_and_matches_code_defaults_where_set():
-    config = load_config()
-    assert config.mongo.songs_collection == "songs"
-    assert config.ingest.array_encoding in {"list", "float32"}
-    assert config.training.folds >= 2
+def test_the_shipped_file_overrides_nothing():
+    assert load_config(DEFAULT_CONFIG_PATH) == PipelineConfig()
+
+
+@pytest.mark.parametrize("name, text", [("empty.json", "{}"), ("empty.toml", ""),
+                                        ("sections.toml", "[training]\n[emr]\n")])
+def test_an_empty_file_is_exactly_the_defaults(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    assert load_config(str(path)) == PipelineConfig()
+
+
+def test_a_file_sets_only_what_it_names(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[training]\nfolds = 4\n[training.grids.linear_regression]\n'
+                    'regParam = [0.5]\n[spark.conf]\n"spark.executor.cores" = "2"\n')
+    config = load_config(str(path))
+    defaults = PipelineConfig()
+    assert config.training.folds == 4
+    assert config.training.grids["linear_regression"] == {"regParam": [0.5]}
+    assert config.training.grids["gbt_regressor"] == defaults.training.grids["gbt_regressor"]
+    assert config.spark.conf == {**defaults.spark.conf, "spark.executor.cores": "2"}
+    assert config.training.seed == defaults.training.seed
+
+
+def test_every_setting_is_described_once():
+    infos = settings_info()
+    assert len({info.key for info in infos}) == len(infos)
+    forms = [info.form.name for info in infos if info.form]
+    assert len(set(forms)) == len(forms)
+    assert from_dict({}) == PipelineConfig()  # every default passes its own rule
 
 
 def test_overrides_use_dotted_keys_and_keep_types():
@@ -25,6 +52,10 @@ def test_overrides_use_dotted_keys_and_keep_types():
     ({"nosuch.folds": 3}, "unknown config section"),
     ({"training.folds": "3"}, "training.folds must be int"),
     ({"training.impute": 1}, "training.impute must be bool"),
+    ({"ingest.array_encoding": "f16"}, "ingest.array_encoding must be one of list, float32"),
+    ({"ingest.max_failed_fraction": 1.5}, "ingest.max_failed_fraction must be at most 1.0"),
+    ({"ingest.year_min": 2031}, "ingest.year_min must not exceed ingest.year_max"),
+    ({"staging.mode": "ftp"}, "staging.mode must be one of auto, path, url, generated"),
 ])
 def test_bad_overrides_are_rejected(overrides, message):
     with pytest.raises(ConfigError, match=message):

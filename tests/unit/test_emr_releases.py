@@ -19,7 +19,7 @@ def test_an_unrecorded_release_names_where_to_add_it():
 
 
 def test_the_command_prints_the_pip_requirement_make_installs():
-    result = subprocess.run([sys.executable, "-m", "msd_pipeline.targets.emr.releases"],
+    result = subprocess.run([sys.executable, "-m", "msd_devtools.emr_runtime"],
                             capture_output=True, text=True, timeout=60, check=True)
     expected = releases.spark_version(load_config().emr.release_label)
     assert result.stdout.strip() == "pyspark==" + expected

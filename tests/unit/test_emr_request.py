@@ -16,7 +16,7 @@ from botocore.validate import ParamValidator
 
 from msdlib import env_vars
 from msdlib.io import emr_mongo
-from msdlib.config import load_config
+from msdlib.config import ConfigError, load_config
 from msd_pipeline.targets.emr import code_shipping, cost, steps
 from msd_pipeline.targets.emr.cluster import (DAG_TAG, RUN_TAG, ClusterConfigError,
                                       build_job_flow_request)
@@ -90,16 +90,21 @@ def test_the_request_carries_the_secret_name_never_a_uri():
     assert "mongodb://" not in repr(request)
 
 
+def test_a_release_before_emr_7_is_rejected():
+    with pytest.raises(ClusterConfigError, match="EMR 7"):
+        build(emr_settings(release_label="emr-6.15.0"))
+
+
 @pytest.mark.parametrize("changes, message", [
-    ({"release_label": "emr-6.15.0"}, "EMR 7"),
-    ({"instance_layout": "pools"}, "instance_layout"),
-    ({"mongo_mode": "nowhere"}, "mongo_mode"),
-    ({"core_instance_count": 0}, "core_instance_count"),
-    ({"idle_timeout_minutes": 0}, "idle_timeout_minutes"),
+    ({"instance_layout": "pools"}, "emr.instance_layout must be one of groups, fleets"),
+    ({"mongo_mode": "nowhere"}, "emr.mongo_mode must be one of secret, master_node"),
+    ({"core_instance_count": 0}, "emr.core_instance_count must be at least 1"),
+    ({"idle_timeout_minutes": 0}, "emr.idle_timeout_minutes must be at least 1"),
+    ({"idle_timeout_minutes": 10081}, "emr.idle_timeout_minutes must be at most 10080"),
 ])
-def test_invalid_emr_settings_are_rejected(changes, message):
-    with pytest.raises(ClusterConfigError, match=message):
-        build(emr_settings(**changes))
+def test_invalid_emr_settings_are_configuration_errors(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides={"emr." + key: value for key, value in changes.items()})
 
 
 def test_secret_mode_requires_the_secret_name():

@@ -1,6 +1,6 @@
 """The 90 timbre features of the UCI YearPredictionMSD table, and small labels.
 
-Layout, checked against ``YearPredictionMSD_first1176rows.csv`` (tests/test_features.py)
+Layout, checked against ``YearPredictionMSD_first1176rows.csv`` (tests/unit/test_features.py)
 and identical to the MSD authors' ``avgcov`` code (MSongsDB,
 Tasks_Demos/YearPrediction/ismir11/compress_feat.py):
 

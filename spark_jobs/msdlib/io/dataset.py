@@ -24,7 +24,6 @@ from msdlib.core.features import (DEFAULT_YEAR_RANGE, FEATURE_NAMES, YEAR_INVALI
 from msdlib.io.mongo import connect
 
 SONG_FEATURE_PREFIX = "song_"
-ID_COLUMNS = ["track_id", "artist_id", "year", "decade", "skip_reason"]
 SKIP_MISSING = "missing_features"
 SKIP_WIDTH = "wrong_width"
 SKIP_NON_FINITE = "non_finite"

@@ -87,10 +87,6 @@ def retry_idempotent(write: Callable[[], Result], attempts: int, backoff_seconds
     raise ValueError("attempts must be at least 1, got {}".format(attempts))
 
 
-def get_database(client: MongoClient, config: PipelineConfig) -> Database:
-    return client[config.mongo.database]
-
-
 def ensure_indexes(db: Database, config: PipelineConfig) -> List[str]:
     """Create the songs and ingest_errors indexes (idempotent); returns their names."""
     songs = db[config.mongo.songs_collection]
@@ -127,9 +123,6 @@ class WriteCounts:
         self.upserted += result.upserted_count
         self.inserted += result.inserted_count
         self.deleted += result.deleted_count
-
-    def as_dict(self) -> Dict[str, int]:
-        return dict(self.__dict__)
 
 
 def bulk_write_batches(collection: Collection, operations: Iterable[Any],

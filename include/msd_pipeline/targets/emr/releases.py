@@ -1,15 +1,9 @@
 """The Spark version each EMR 7 release ships (AWS's "Spark release history"; EMR's
-builds are ``<version>-amzn-N`` of Apache Spark ``<version>``), so that the EMR runtime
-test tier runs the jobs on the release's Spark: ``make test-emr-runtime`` installs
-
-    python -m msd_pipeline.targets.emr.releases   # → pyspark==3.5.2 for emr-7.5.0
-
-for the configured ``emr.release_label`` next to include/emr/requirements-emr.txt.
-A release missing here fails that command: add it from the release history page.
+builds are ``<version>-amzn-N`` of Apache Spark ``<version>``). The EMR runtime test
+tier runs the jobs on the configured release's Spark (``python -m
+msd_devtools.emr_runtime``); a release missing here fails it: add it from the release
+history page.
 """
-import sys
-
-from msdlib.config import load_config
 
 SPARK_BY_RELEASE = {
     "emr-7.5.0": "3.5.2",
@@ -33,16 +27,3 @@ def spark_version(release_label: str) -> str:
         raise UnknownReleaseError(
             f"no Spark version recorded for {release_label!r}: add it to "
             f"msd_pipeline.targets.emr.releases.SPARK_BY_RELEASE") from None
-
-
-def main() -> int:
-    try:
-        print(f"pyspark=={spark_version(load_config().emr.release_label)}")
-    except UnknownReleaseError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """EMR steps running the Spark jobs: ``command-runner.jar spark-submit`` in client mode
 (the driver runs on the master node, so its stdout/stderr are the step's logs), with
 the msdlib zip shipped by ``--py-files``. Validated against botocore's
-``AddJobFlowSteps`` input shape in tests/test_emr_request.py."""
+``AddJobFlowSteps`` input shape in tests/unit/test_emr_request.py."""
 from typing import Any, Dict, List
 
 # A failed step cancels the pending ones and leaves the cluster up: the DAG fetches the
