@@ -33,7 +33,7 @@ import psutil
 import pymongo
 
 from msd_devtools import services
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, PipelineConfig, load_config
 from msdlib.ingest import make_task, run_ingest, song_document, utc_now
 from msdlib.io.sources import SourceReader, list_sources

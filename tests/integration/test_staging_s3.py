@@ -7,9 +7,9 @@ import json
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from msd_devtools.generator import generate_songs
-from msd_pipeline import staging
-from msd_pipeline.staging import S3PrefixSink, SongSlice, StagingError
+from msd_pipeline.staging.generator import generate_songs
+from msd_pipeline.staging.rules import SongSlice, StagingError
+from msd_pipeline.staging.sinks import S3PrefixSink, stage_archive, stage_existing, stage_local_folder
 
 from emr_support import ArchiveServer, ServedFile, aws_env, client, make_song_archive, moto_server
 
@@ -58,8 +58,8 @@ def test_archive_streams_into_s3_resumes_a_broken_download_and_skips_on_rerun(
     served = ServedFile(archive, break_after=len(archive) // 3)
     sha256 = hashlib.sha256(archive).hexdigest()
     with ArchiveServer({"/subset.tar.gz": served}) as server:
-        staged = staging.stage_archive(S3PrefixSink(s3_hook, data_prefix), server.url("/subset.tar.gz"),
-                                          SongSlice(), checksum=f"sha256:{sha256}")
+        staged = stage_archive(S3PrefixSink(s3_hook, data_prefix), server.url("/subset.tar.gz"),
+                               SongSlice(), checksum=f"sha256:{sha256}")
         assert served.range_requests == 1  # the broken connection was resumed, not restarted
         assert staged["source"] == f"{data_prefix}/subset/all/"
         assert staged["files"] == SONG_COUNT
@@ -76,17 +76,17 @@ def test_archive_streams_into_s3_resumes_a_broken_download_and_skips_on_rerun(
 
         # A changed object is uploaded again; everything else is skipped.
         client("s3", moto_url).put_object(Bucket=BUCKET, Key=f"run1/data/subset/all/{one}", Body=b"x")
-        again = staging.stage_archive(S3PrefixSink(s3_hook, data_prefix), server.url("/subset.tar.gz"), SongSlice())
+        again = stage_archive(S3PrefixSink(s3_hook, data_prefix), server.url("/subset.tar.gz"), SongSlice())
         assert again["detail"]["uploaded"] == 1 and again["detail"]["skipped"] == SONG_COUNT - 1
 
 
 def test_archive_slices_by_letter_and_count(s3_hook, moto_url, songs_dir, archive):
     letters = sorted({name[0] for name in relative_songs(songs_dir)})[:2]
     with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
-        by_letter = staging.stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run2"),
-                                             server.url("/subset.tar.gz"), SongSlice.of(letters, 0))
-        first_three = staging.stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run2"),
-                                               server.url("/subset.tar.gz"), SongSlice.of([], 3))
+        by_letter = stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run2"),
+                                  server.url("/subset.tar.gz"), SongSlice.of(letters, 0))
+        first_three = stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run2"),
+                                    server.url("/subset.tar.gz"), SongSlice.of([], 3))
     expected = [name for name in relative_songs(songs_dir) if name[0] in letters]
     slice_key = "letters-" + "".join(letters)
     assert by_letter["files"] == len(expected)
@@ -100,8 +100,8 @@ def test_archive_slices_by_letter_and_count(s3_hook, moto_url, songs_dir, archiv
 def test_checksum_mismatch_fails_with_both_digests(s3_hook, archive):
     with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
         with pytest.raises(StagingError, match="checksum mismatch.*expected sha256:00ff"):
-            staging.stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run3"), server.url("/subset.tar.gz"),
-                                     SongSlice(), checksum="sha256:00ff")
+            stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run3"), server.url("/subset.tar.gz"),
+                          SongSlice(), checksum="sha256:00ff")
 
 
 def test_archive_without_songs_is_an_error(s3_hook, tmp_path):
@@ -109,37 +109,25 @@ def test_archive_without_songs_is_an_error(s3_hook, tmp_path):
     (tmp_path / "notes" / "readme.txt").write_text("no songs here")
     with ArchiveServer({"/empty.tar.gz": ServedFile(make_song_archive(tmp_path))}) as server:
         with pytest.raises(StagingError, match="no MSD song files"):
-            staging.stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run4"), server.url("/empty.tar.gz"),
-                                     SongSlice())
+            stage_archive(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run4"), server.url("/empty.tar.gz"),
+                          SongSlice())
 
 
 def test_local_folder_then_existing_prefix_slice_copied_server_side(s3_hook, moto_url, songs_dir):
     sink = S3PrefixSink(s3_hook, f"s3://{BUCKET}/run5")
-    uploaded = staging.stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs")
+    uploaded = stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs")
     assert uploaded["files"] == SONG_COUNT and uploaded["source"] == f"s3://{BUCKET}/run5/local-songs/all/"
     existing = uploaded["source"]
 
-    whole = staging.stage_existing(s3_hook, existing, sink, SongSlice())
+    whole = stage_existing(s3_hook, existing, sink, SongSlice())
     assert whole["source"] == existing and whole["files"] == SONG_COUNT  # used as is, no copy
 
     letter = relative_songs(songs_dir)[0][0]
-    sliced = staging.stage_existing(s3_hook, existing, sink, SongSlice.of([letter], 0))
+    sliced = stage_existing(s3_hook, existing, sink, SongSlice.of([letter], 0))
     expected = [name for name in relative_songs(songs_dir) if name[0] == letter]
     assert sliced["files"] == len(expected) and sliced["detail"]["uploaded"] == len(expected)
     copy_prefix = sliced["source"][len(f"s3://{BUCKET}/"):]
     assert [key for key in stored_keys(moto_url, copy_prefix) if key.endswith(".h5")] == sorted(
         copy_prefix + name for name in expected)
-    again = staging.stage_existing(s3_hook, existing, sink, SongSlice.of([letter], 0))
+    again = stage_existing(s3_hook, existing, sink, SongSlice.of([letter], 0))
     assert again["detail"]["skipped"] == len(expected) and again["detail"]["uploaded"] == 0
-
-
-@pytest.mark.parametrize("letters, max_files", [(["AB"], 0), (["-"], 0), ([], -1)])
-def test_invalid_slices_are_rejected(letters, max_files):
-    with pytest.raises(StagingError, match="slice"):
-        SongSlice.of(letters, max_files)
-
-
-def test_song_keys_follow_the_msd_tree():
-    assert staging.song_key("MillionSongSubset/data/A/B/C/TRABC123.h5") == "A/B/C/TRABC123.h5"
-    assert staging.song_key("MillionSongSubset/AdditionalFiles/x.h5") is None
-    assert staging.song_key("data/A/B/C/notes.txt") is None

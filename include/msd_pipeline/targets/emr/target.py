@@ -28,7 +28,7 @@ from airflow.sdk import Param, TaskGroup, XComArg, task
 
 from msdlib.config import PipelineConfig, from_dict, load_config
 from msdlib.io.sources import split_s3_uri
-from msd_pipeline import staging
+from msd_pipeline.staging.rules import SongSlice
 from msd_pipeline.targets.base import PipelineTarget, run_field
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
@@ -36,6 +36,7 @@ from msd_pipeline.targets.emr.hook import PipelineEmrHook
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
 from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, StepSensorWithLogs,
                                                 end_run_after_failure)
+from msd_pipeline.targets.emr.staging import stage_to_s3
 from msd_pipeline.targets.emr.steps import spark_step
 
 SHIP_TASK_ID = "cluster.ship_code"
@@ -245,7 +246,6 @@ def _stage_data_task(run: Dict[str, Any]) -> Dict[str, Any]:
     it exists, else the archive)."""
     config = from_dict(run["config"])
     emr = config.emr
-    song_slice = staging.SongSlice.of(emr.staging_letters, config.ingest.max_files)
+    song_slice = SongSlice.of(emr.staging_letters, config.ingest.max_files)
     data_prefix = RunLayout(emr.s3_root, run["run_key"]).data_prefix
-    return staging.stage_to_s3(config.staging, config.ingest.source, _s3_hook(emr), data_prefix,
-                               song_slice)
+    return stage_to_s3(config.staging, config.ingest.source, _s3_hook(emr), data_prefix, song_slice)

@@ -16,9 +16,10 @@ from typing import Any, Dict, List, Optional
 from airflow.sdk import XComArg, task
 
 from msdlib.config import PipelineConfig, from_dict, load_config
-from msd_pipeline import staging
+from msd_pipeline.staging.rules import absolute
 from msd_pipeline.targets.base import SPARK_JOBS_DIR, PipelineTarget
 from msd_pipeline.targets.local.operators import QUIET_SPARK_CONF, PipelineSparkSubmitOperator
+from msd_pipeline.targets.local.staging import stage_songs
 
 
 class LocalTarget(PipelineTarget):
@@ -34,7 +35,7 @@ class LocalTarget(PipelineTarget):
         def stage_data(run: Dict[str, Any]) -> Dict[str, Any]:
             """Stage the songs: a folder, generated songs, or the downloaded archive."""
             config = from_dict(run["config"])
-            return staging.stage_songs(config.staging, config.ingest.source)
+            return stage_songs(config.staging, config.ingest.source)
 
         return stage_data(run)
 
@@ -52,7 +53,7 @@ class LocalTarget(PipelineTarget):
         )
 
     def resolve_artifacts_uri(self, artifacts_uri: str) -> str:
-        return staging.absolute(artifacts_uri)
+        return absolute(artifacts_uri)
 
     def publish_job_config(self, run: Dict[str, Any], config_json: str) -> str:
         path = os.path.join(run["run_uri"], "job_config.json")
