@@ -1,12 +1,14 @@
 """S3 staging for EMR against a moto server: the archive streamed from HTTP into S3 (with
 a broken connection resumed), the skip rule on re-runs, slices, checksums, the manifest,
-an existing prefix and a local folder."""
+an existing prefix and a local folder, and the progress lines of each transfer."""
 import hashlib
 import json
+import logging
 
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from msd_pipeline.staging import progress
 from msd_pipeline.staging.generator import generate_songs
 from msd_pipeline.staging.rules import SongSlice, StagingError
 from msd_pipeline.staging.sinks import S3PrefixSink, stage_archive, stage_existing, stage_local_folder
@@ -131,3 +133,26 @@ def test_local_folder_then_existing_prefix_slice_copied_server_side(s3_hook, mot
         copy_prefix + name for name in expected)
     again = stage_existing(s3_hook, existing, sink, SongSlice.of([letter], 0))
     assert again["detail"]["skipped"] == len(expected) and again["detail"]["uploaded"] == 0
+
+
+def test_each_transfer_logs_its_progress(s3_hook, songs_dir, archive, caplog, monkeypatch):
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger=progress.__name__)
+    sink = S3PrefixSink(s3_hook, f"s3://{BUCKET}/run6")
+    stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs")
+    with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
+        stage_archive(sink, server.url("/subset.tar.gz"), SongSlice())
+    letter = relative_songs(songs_dir)[0][0]
+    stage_existing(s3_hook, f"s3://{BUCKET}/run6/local-songs/all/", sink, SongSlice.of([letter], 0))
+    lines = [record.getMessage() for record in caplog.records if record.name == progress.__name__]
+    folder_bytes = progress.human_bytes(sum(path.stat().st_size for path in songs_dir.rglob("*.h5")))
+    upload = f"Upload of {songs_dir} to s3://{BUCKET}/run6/local-songs/all"
+    streamed = f"Archive {server.url('/subset.tar.gz')} to s3://{BUCKET}/run6/subset/all"
+    copy = (f"Copy of s3://{BUCKET}/run6/local-songs/all/ to "
+            f"s3://{BUCKET}/run6/s3-run6-local-songs-all/letters-{letter}")
+    assert f"{upload}: {folder_bytes} of {folder_bytes} (100.0%)" in " ".join(lines)
+    assert f"{upload}: done, {folder_bytes} in " in " ".join(lines)
+    archive_size = progress.human_bytes(len(archive))
+    assert f"{streamed}: {archive_size} of {archive_size} (100.0%)" in " ".join(lines)
+    assert any(line.startswith(f"{streamed}: done, {archive_size} in ") for line in lines)
+    assert any(line.startswith(f"{copy}: done, ") for line in lines)

@@ -1,6 +1,7 @@
 """The local target's staging: a folder used where it is, generated songs, and the archive
 downloaded from a real HTTP server on 127.0.0.1 (or a file:// URL) and written out once."""
 import io
+import logging
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from msdlib.config import StagingSettings
+from msd_pipeline.staging.progress import human_bytes
 from msd_pipeline.staging.rules import SongSlice, StagingError
 from msd_pipeline.targets.local.staging import stage_songs
 
@@ -26,9 +28,10 @@ def serve(archive):
     servers.close()
 
 
-def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve):
-    _, _, checksum = archive
+def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve, caplog):
+    _, payload, checksum = archive
     server = serve()
+    caplog.set_level(logging.INFO, logger="msd_pipeline.staging.progress")
     settings = StagingSettings(mode="url", archive_url=server.url, archive_checksum=checksum,
                                data_dir=str(tmp_path / "data"))
     staged = stage_songs(settings, "unused")
@@ -36,6 +39,12 @@ def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve):
     assert staged["detail"]["archive_verified"] is True
     assert Path(staged["source"]) == tmp_path / "data" / "extracted" / "millionsongsubset" / "all"
     assert len(list(Path(staged["source"]).rglob("*.h5"))) == 3
+    size = human_bytes(len(payload))
+    archive_file = tmp_path / "data" / "downloads" / "millionsongsubset.tar.gz"
+    assert [record.getMessage().split(" in ")[0] for record in caplog.records
+            if record.name == "msd_pipeline.staging.progress"] == [
+        "Download of {}: done, {}".format(server.url, size),
+        "Extraction of {} to {}: done, {}".format(archive_file, staged["source"], size)]
     assert stage_songs(settings, "unused") == staged
     assert len(server.ranges) == 1
 

@@ -2,9 +2,11 @@
 server ignoring Range, checksums, retries) against a real HTTP server on 127.0.0.1 and
 file:// URLs."""
 import hashlib
+import logging
 
 import pytest
 
+from msd_pipeline.staging import progress
 from msd_pipeline.staging.reader import ChecksumMismatch, download, parse_checksum
 from msd_pipeline.staging.rules import StagingError
 
@@ -43,6 +45,21 @@ def test_partial_file_from_an_earlier_run_is_resumed(tmp_path, archive, serve):
     download(server.url, destination, checksum)
     assert server.ranges == ["bytes=1000-"]
     assert destination.read_bytes() == payload
+
+
+def test_download_logs_its_progress_against_the_servers_size(tmp_path, archive, serve, caplog,
+                                                              monkeypatch):
+    _, payload, checksum = archive
+    server = serve()
+    destination = tmp_path / "subset.tar.gz"
+    destination.with_name("subset.tar.gz.part").write_bytes(payload[:1000])
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger=progress.__name__)
+    download(server.url, destination, checksum)
+    lines = [record.getMessage() for record in caplog.records if record.name == progress.__name__]
+    size = progress.human_bytes(len(payload))
+    assert lines[0].startswith("Download of {}: {} of {} (100.0%), ".format(server.url, size, size))
+    assert lines[-1].startswith("Download of {}: done, {} in ".format(server.url, size))
 
 
 def test_server_ignoring_range_restarts_cleanly(tmp_path, archive, serve):

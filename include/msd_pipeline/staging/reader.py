@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Tuple
 
+from msd_pipeline.staging.progress import MeteredReader, Progress
 from msd_pipeline.staging.rules import SongSlice, StagingError, song_key
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ class ResumableHttpStream(io.RawIOBase):
                 self._response = self._open(first=True)
             except RESUMABLE_ERRORS as exc:
                 self._retry(exc)
+
+    @property
+    def size(self) -> Optional[int]:
+        """The stream's total bytes (from byte 0) when the server said, else None."""
+        return self._expected_end
 
     def readable(self) -> bool:
         return True
@@ -161,10 +167,11 @@ def download(url: str, destination: Path, checksum: Optional[str] = None,
     offset = partial.stat().st_size if partial.exists() else 0
     stream = ResumableHttpStream(url, start=offset, max_resumes=attempts - 1,
                                  pause_seconds=pause_seconds, timeout=timeout)
+    progress = Progress("Download of " + url, total=stream.size, done=stream.position)
     with stream, open(partial, "wb" if stream.restarted or not offset else "ab") as out:
         if offset and not stream.restarted:
             log.info("Resuming %s at byte %d", url, offset)
-        shutil.copyfileobj(stream, out, CHUNK_BYTES)
+        shutil.copyfileobj(MeteredReader(stream, progress), out, CHUNK_BYTES)
     if expected is not None:
         actual = file_digest(partial, algorithm)
         if actual != expected:

@@ -6,7 +6,8 @@ and SHA-256, so re-runs are idempotent and cheap, and both keep a ``_manifest.js
 location. Songs get into a sink from the archive downloaded first
 (``stage_downloaded_archive``), the archive streamed through ``tarfile``
 (``stage_archive``), a local folder (``stage_local_folder``) or, for S3, an existing
-prefix sliced server-side (``stage_existing``).
+prefix sliced server-side (``stage_existing``). Each transfer logs its progress
+(``progress``) at a bounded rate.
 """
 import hashlib
 import io
@@ -16,9 +17,10 @@ import os
 import tarfile
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 from msdlib.io.sources import split_s3_uri
+from msd_pipeline.staging.progress import MeteredReader, Progress
 from msd_pipeline.staging.reader import (CHUNK_BYTES, ResumableHttpStream, download, file_digest,
                                          iter_archive_songs, parse_checksum)
 from msd_pipeline.staging.rules import (MANIFEST_NAME, SONG_SUFFIX, SongSlice, StagingError,
@@ -115,28 +117,30 @@ def stage_downloaded_archive(sink: FolderSink, url: str, downloads_dir: str,
                            archive_digest="sha256:" + digest, archive_verified=bool(checksum))
     try:
         with open(archive, "rb") as handle:
-            for key, data in iter_archive_songs(handle, song_slice):
+            extraction = Progress("Extraction of {} to {}".format(archive, location),
+                                  total=os.fstat(handle.fileno()).st_size)
+            for key, data in iter_archive_songs(MeteredReader(handle, extraction), song_slice):
                 report.count(*sink.put(location, key, data))
     except (tarfile.TarError, OSError) as exc:
         raise StagingError("cannot extract {}: {}".format(archive, exc)) from exc
     return _finish(sink, location, report, {"archive_url": url, "archive": str(archive)})
 
 
-def stage_archive(sink: Any, url: str, song_slice: SongSlice, checksum: str = "",
-                  stream_factory: Callable[..., ResumableHttpStream] = ResumableHttpStream
-                  ) -> Dict[str, Any]:
+def stage_archive(sink: Any, url: str, song_slice: SongSlice, checksum: str = "") -> Dict[str, Any]:
     """Stream the archive at ``url`` through ``tarfile`` into the sink, with no local
     copy; ``checksum`` is ``sha256:<hex>`` / ``md5:<hex>`` or empty. Returns StagedData."""
     algorithm, expected = parse_checksum(checksum)
     location = sink.location(archive_label(url), song_slice)
     report = StagingReport(source=location + "/", mode="archive", slice_key=song_slice.key)
-    stream = stream_factory(url, algorithm)
+    stream = ResumableHttpStream(url, algorithm)
+    metered = MeteredReader(stream, Progress("Archive {} to {}".format(url, location),
+                                             total=stream.size))
     try:
-        for key, data in iter_archive_songs(stream, song_slice):
+        for key, data in iter_archive_songs(metered, song_slice):
             report.count(*sink.put(location, key, data))
         read_to_end = not song_slice.is_full(len(report.files))
         if read_to_end:
-            while stream.read(CHUNK_BYTES):
+            while metered.read(CHUNK_BYTES):
                 pass
     finally:
         stream.close()
@@ -157,8 +161,13 @@ def stage_local_folder(sink: Any, folder: str, song_slice: SongSlice, source_lab
                       "", song_slice)
     location = sink.location(source_label, song_slice)
     report = StagingReport(source=location + "/", mode="local_folder", slice_key=song_slice.key)
+    upload = Progress("Upload of {} to {}".format(root, location),
+                      total=sum((root / key).stat().st_size for key in keys))
     for key in keys:
-        report.count(*sink.put(location, key, (root / key).read_bytes()))
+        data = (root / key).read_bytes()
+        report.count(*sink.put(location, key, data))
+        upload.advance(len(data))
+    upload.finish()
     return _finish(sink, location, report, {"uploaded_from": str(root)})
 
 
@@ -176,6 +185,7 @@ def stage_existing(s3_hook: Any, existing_prefix: str, sink: S3PrefixSink,
     location = sink.location("s3-" + path_label(key_prefix or bucket), song_slice)
     dest_bucket, dest_prefix = split_s3_uri(location)
     report = StagingReport(source=location + "/", mode="s3_prefix_slice", slice_key=song_slice.key)
+    copy = Progress("Copy of {} to {}".format(existing_prefix, location))
     for key in keys:
         head = s3_hook.head_object(key=key, bucket_name=bucket)
         entry = {"key": "{}/{}".format(dest_prefix, key[len(key_prefix):]),
@@ -187,6 +197,8 @@ def stage_existing(s3_hook: Any, existing_prefix: str, sink: S3PrefixSink,
             s3_hook.copy_object(key, entry["key"], source_bucket_name=bucket,
                                 dest_bucket_name=dest_bucket)
         report.count(entry, copied)
+        copy.advance(entry["size"])
+    copy.finish()
     return _finish(sink, location, report, {"copied_from": existing_prefix})
 
 
