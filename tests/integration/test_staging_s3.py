@@ -1,6 +1,7 @@
 """S3 staging for EMR against a moto server: the archive streamed from HTTP into S3 (with
 a broken connection resumed), the skip rule on re-runs, slices, checksums, the manifest,
-an existing prefix and a local folder, and the progress lines of each transfer."""
+an existing prefix and a local folder, the progress lines of each transfer, and the EMR
+entry point's report of the resolved mode and the delivery for every configured mode."""
 import hashlib
 import json
 import logging
@@ -8,10 +9,12 @@ import logging
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from msdlib.config import StagingSettings
 from msd_pipeline.staging import progress
 from msd_pipeline.staging.generator import generate_songs
 from msd_pipeline.staging.rules import SongSlice, StagingError
 from msd_pipeline.staging.sinks import S3PrefixSink, stage_archive, stage_existing, stage_local_folder
+from msd_pipeline.targets.emr.staging import stage_to_s3
 
 from emr_support import ArchiveServer, ServedFile, aws_env, client, make_song_archive, moto_server
 
@@ -117,7 +120,7 @@ def test_archive_without_songs_is_an_error(s3_hook, tmp_path):
 
 def test_local_folder_then_existing_prefix_slice_copied_server_side(s3_hook, moto_url, songs_dir):
     sink = S3PrefixSink(s3_hook, f"s3://{BUCKET}/run5")
-    uploaded = stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs")
+    uploaded = stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs", "path")
     assert uploaded["files"] == SONG_COUNT and uploaded["source"] == f"s3://{BUCKET}/run5/local-songs/all/"
     existing = uploaded["source"]
 
@@ -139,7 +142,7 @@ def test_each_transfer_logs_its_progress(s3_hook, songs_dir, archive, caplog, mo
     monkeypatch.setattr(progress, "PROGRESS_INTERVAL_SECONDS", 0.0)
     caplog.set_level(logging.INFO, logger=progress.__name__)
     sink = S3PrefixSink(s3_hook, f"s3://{BUCKET}/run6")
-    stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs")
+    stage_local_folder(sink, str(songs_dir), SongSlice(), "local-songs", "path")
     with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
         stage_archive(sink, server.url("/subset.tar.gz"), SongSlice())
     letter = relative_songs(songs_dir)[0][0]
@@ -156,3 +159,28 @@ def test_each_transfer_logs_its_progress(s3_hook, songs_dir, archive, caplog, mo
     assert f"{streamed}: {archive_size} of {archive_size} (100.0%)" in " ".join(lines)
     assert any(line.startswith(f"{streamed}: done, {archive_size} in ") for line in lines)
     assert any(line.startswith(f"{copy}: done, ") for line in lines)
+
+
+@pytest.mark.parametrize("mode, source, letters, reported", [
+    ("url", "unused", [], ("url", "streamed")),
+    ("auto", "absent-folder", [], ("url", "streamed")),
+    ("path", "local", [], ("path", "uploaded")),
+    ("auto", "local", [], ("path", "uploaded")),
+    ("path", "s3", [], ("path", "in_place")),
+    ("path", "s3", ["first letter"], ("path", "copied")),
+    ("generated", "unused", [], ("generated", "uploaded")),
+])
+def test_emr_staging_reports_the_resolved_mode_and_the_delivery(
+        s3_hook, songs_dir, archive, tmp_path, mode, source, letters, reported):
+    existing = stage_local_folder(S3PrefixSink(s3_hook, f"s3://{BUCKET}/run7/songs"),
+                                  str(songs_dir), SongSlice(), "local-songs", "path")["source"]
+    sources = {"local": str(songs_dir), "s3": existing, "absent-folder": str(tmp_path / "absent")}
+    letters = [relative_songs(songs_dir)[0][0]] if letters else []
+    with ArchiveServer({"/subset.tar.gz": ServedFile(archive)}) as server:
+        settings = StagingSettings(mode=mode, archive_url=server.url("/subset.tar.gz"),
+                                   data_dir=str(tmp_path / "data"), generated_songs=3)
+        staged = stage_to_s3(settings, sources.get(source, source), s3_hook,
+                             f"s3://{BUCKET}/run7/data", SongSlice.of(letters, 0))
+    assert (staged["mode"], staged["detail"]["delivery"]) == reported
+    in_slice = [name for name in relative_songs(songs_dir) if not letters or name[0] in letters]
+    assert staged["files"] == (3 if mode == "generated" else len(in_slice))

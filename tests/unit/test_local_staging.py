@@ -35,7 +35,8 @@ def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve, 
     settings = StagingSettings(mode="url", archive_url=server.url, archive_checksum=checksum,
                                data_dir=str(tmp_path / "data"))
     staged = stage_songs(settings, "unused")
-    assert staged["mode"] == "url" and staged["files"] == 3
+    assert staged["mode"] == "url" and staged["detail"]["delivery"] == "extracted"
+    assert staged["files"] == 3
     assert staged["detail"]["archive_verified"] is True
     assert Path(staged["source"]) == tmp_path / "data" / "extracted" / "millionsongsubset" / "all"
     assert len(list(Path(staged["source"]).rglob("*.h5"))) == 3
@@ -74,7 +75,8 @@ def test_path_mode_uses_the_folder_and_counts_songs(tmp_path):
     for name in ("TRA1.h5", "TRA2.h5"):
         (folder / name).write_bytes(b"")
     staged = stage_songs(StagingSettings(mode="path"), "tracks", project_root=str(tmp_path))
-    assert staged == {"source": str(tmp_path / "tracks"), "mode": "path", "files": 2, "detail": {}}
+    assert staged == {"source": str(tmp_path / "tracks"), "mode": "path", "files": 2,
+                      "detail": {"delivery": "in_place"}}
 
 
 def test_path_mode_with_a_missing_folder_is_a_clear_error(tmp_path):
@@ -85,7 +87,8 @@ def test_path_mode_with_a_missing_folder_is_a_clear_error(tmp_path):
 def test_auto_mode_falls_back_to_generated_songs(tmp_path):
     settings = StagingSettings(mode="auto", data_dir=str(tmp_path / "data"), generated_songs=4)
     staged = stage_songs(settings, str(tmp_path / "absent"))
-    assert staged["mode"] == "generated" and staged["files"] == 4
+    assert staged["mode"] == "generated" and staged["detail"]["delivery"] == "in_place"
+    assert staged["files"] == 4
     again = stage_songs(replace(settings, mode="generated"), "unused")
     assert again["source"] == staged["source"]
 

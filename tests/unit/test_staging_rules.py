@@ -1,7 +1,9 @@
-"""The rules of staging: the auto rule, relative sources, slices and song keys."""
+"""The rules of staging: the auto rule, relative sources, slices, song keys, and the
+StagedData's report of the resolved mode and the delivery."""
 import pytest
 
-from msd_pipeline.staging.rules import SongSlice, StagingError, absolute, resolve_mode, song_key
+from msd_pipeline.staging.rules import (MODES, RESOLVED_MODES, SongSlice, StagingError, absolute,
+                                        resolve_mode, song_key, staged_data)
 
 
 def test_auto_rule_uses_the_source_or_the_targets_fallback(tmp_path):
@@ -29,3 +31,17 @@ def test_song_keys_follow_the_msd_tree():
     assert song_key("MillionSongSubset/data/A/B/C/TRABC123.h5") == "A/B/C/TRABC123.h5"
     assert song_key("MillionSongSubset/AdditionalFiles/x.h5") is None
     assert song_key("data/A/B/C/notes.txt") is None
+
+
+def test_staged_data_reports_the_resolved_mode_and_the_delivery_in_detail():
+    assert staged_data("s3://b/data/x/letters-A/", "path", 3, "copied", {"slice": "letters-A"}) == {
+        "source": "s3://b/data/x/letters-A/", "mode": "path", "files": 3,
+        "detail": {"slice": "letters-A", "delivery": "copied"}}
+    assert set(RESOLVED_MODES) == set(MODES) - {"auto"}
+
+
+@pytest.mark.parametrize("mode, delivery", [("auto", "in_place"), ("archive", "streamed"),
+                                            ("s3_prefix_slice", "copied"), ("path", "local_folder")])
+def test_staged_data_rejects_anything_but_a_resolved_mode_and_a_known_delivery(mode, delivery):
+    with pytest.raises(StagingError, match="staged data reports mode"):
+        staged_data("/songs", mode, 1, delivery, {})

@@ -10,6 +10,10 @@ Modes (``staging.mode``):
 * ``url``: the MSD subset archive (a ``.tar.gz``) downloaded from ``staging.archive_url``;
 * ``auto``: the source when it exists, else the target's fallback (``resolve_mode``).
 
+The StagedData a target returns reports the resolved mode (``path``, ``url`` or
+``generated``) and, in ``detail["delivery"]``, how the songs reached the location ingest
+reads (``DELIVERIES``).
+
 A slice (``SongSlice``) keeps some of the top-level ``X/`` letters and/or the first N
 files; each source and slice has its own location ``<root>/<source_label>/<slice_key>/``
 holding a ``_manifest.json`` of what it holds.
@@ -30,6 +34,15 @@ log = logging.getLogger(__name__)
 SONG_SUFFIX = ".h5"
 MANIFEST_NAME = "_manifest.json"
 MODES = ("auto", "path", "url", "generated")
+RESOLVED_MODES = ("path", "url", "generated")
+
+# How the songs reached the location ingest reads: StagedData ``detail["delivery"]``.
+IN_PLACE = "in_place"    # read where they are: a local path, generated songs, a whole S3 prefix
+EXTRACTED = "extracted"  # the archive downloaded, then its songs written to a local folder
+STREAMED = "streamed"    # the archive streamed into an S3 prefix, with no local copy
+UPLOADED = "uploaded"    # a local folder (a path or generated songs) uploaded to an S3 prefix
+COPIED = "copied"        # a slice of an existing S3 prefix copied server-side to its own prefix
+DELIVERIES = (IN_PLACE, EXTRACTED, STREAMED, UPLOADED, COPIED)
 
 
 class StagingError(RuntimeError):
@@ -152,11 +165,23 @@ def path_label(path: str) -> str:
 
 # -- what one staging wrote ---------------------------------------------------------------
 
+def staged_data(source: str, mode: str, files: Optional[int], delivery: str,
+                detail: Dict[str, Any]) -> Dict[str, Any]:
+    """The StagedData dict of the task graph (see ``PipelineTarget.stage_data``)."""
+    if mode not in RESOLVED_MODES or delivery not in DELIVERIES:
+        raise StagingError("staged data reports mode {!r} and delivery {!r}: the mode is one "
+                           "of {} and the delivery one of {}".format(
+                               mode, delivery, RESOLVED_MODES, DELIVERIES))
+    return {"source": source, "mode": mode, "files": files,
+            "detail": dict(detail, delivery=delivery)}
+
+
 @dataclass
 class StagingReport:
     """What one staging wrote into its sink; becomes the manifest and the StagedData."""
     source: str
     mode: str
+    delivery: str
     slice_key: str
     files: List[Dict[str, Any]] = field(default_factory=list)
     uploaded: int = 0
@@ -174,26 +199,26 @@ class StagingReport:
             self.skipped += 1
 
     def manifest(self, extra: Dict[str, Any]) -> Dict[str, Any]:
-        return {"source": self.source, "mode": self.mode, "slice": self.slice_key,
-                "files": self.files, "count": len(self.files), "uploaded": self.uploaded,
+        return {"source": self.source, "mode": self.mode, "delivery": self.delivery,
+                "slice": self.slice_key, "files": self.files, "count": len(self.files),
+                "uploaded": self.uploaded,
                 "skipped": self.skipped, "uploaded_bytes": self.uploaded_bytes,
                 "archive_digest": self.archive_digest,
                 "archive_verified": self.archive_verified,
                 "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(), **extra}
 
     def as_staged_data(self, manifest_uri: str) -> Dict[str, Any]:
-        """The StagedData dict of the task graph (see ``PipelineTarget.stage_data``)."""
-        return {"source": self.source, "mode": self.mode, "files": len(self.files),
-                "detail": {"manifest_uri": manifest_uri, "slice": self.slice_key,
-                           "uploaded": self.uploaded, "skipped": self.skipped,
-                           "uploaded_bytes": self.uploaded_bytes,
-                           "archive_digest": self.archive_digest,
-                           "archive_verified": self.archive_verified}}
+        return staged_data(self.source, self.mode, len(self.files), self.delivery, {
+            "manifest_uri": manifest_uri, "slice": self.slice_key, "uploaded": self.uploaded,
+            "skipped": self.skipped, "uploaded_bytes": self.uploaded_bytes,
+            "archive_digest": self.archive_digest, "archive_verified": self.archive_verified})
 
     @classmethod
-    def from_manifest(cls, manifest: Dict[str, Any]) -> "StagingReport":
-        return cls(source=manifest["source"], mode=manifest["mode"], slice_key=manifest["slice"],
-                   files=manifest["files"], uploaded=manifest["uploaded"],
+    def from_manifest(cls, manifest: Dict[str, Any], mode: str, delivery: str) -> "StagingReport":
+        """The report of an earlier staging, from its manifest, staged by ``mode`` and
+        ``delivery`` (manifests written before the delivery was recorded lack it)."""
+        return cls(source=manifest["source"], mode=mode, delivery=delivery,
+                   slice_key=manifest["slice"], files=manifest["files"], uploaded=manifest["uploaded"],
                    skipped=manifest["skipped"], uploaded_bytes=manifest["uploaded_bytes"],
                    archive_digest=manifest["archive_digest"],
                    archive_verified=manifest["archive_verified"])

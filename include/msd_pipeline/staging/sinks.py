@@ -23,8 +23,9 @@ from msdlib.io.sources import split_s3_uri
 from msd_pipeline.staging.progress import MeteredReader, Progress
 from msd_pipeline.staging.reader import (CHUNK_BYTES, ResumableHttpStream, download, file_digest,
                                          iter_archive_songs, parse_checksum)
-from msd_pipeline.staging.rules import (MANIFEST_NAME, SONG_SUFFIX, SongSlice, StagingError,
-                                        StagingReport, archive_label, path_label, slice_keys)
+from msd_pipeline.staging.rules import (COPIED, EXTRACTED, IN_PLACE, MANIFEST_NAME, SONG_SUFFIX,
+                                        STREAMED, UPLOADED, SongSlice, StagingError, StagingReport,
+                                        archive_label, path_label, slice_keys)
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,11 @@ def stage_downloaded_archive(sink: FolderSink, url: str, downloads_dir: str,
     location = sink.location(archive_label(url), song_slice)
     if sink.is_complete(location):
         log.info("Archive songs already staged in %s", location)
-        return StagingReport.from_manifest(sink.read_manifest(location)).as_staged_data(
-            os.path.join(location, MANIFEST_NAME))
+        report = StagingReport.from_manifest(sink.read_manifest(location), "url", EXTRACTED)
+        return report.as_staged_data(os.path.join(location, MANIFEST_NAME))
     archive = Path(downloads_dir) / (os.path.basename(urllib.parse.urlsplit(url).path) or "archive.tar.gz")
     digest = download(url, archive, checksum or None)
-    report = StagingReport(source=location, mode="url", slice_key=song_slice.key,
+    report = StagingReport(source=location, mode="url", delivery=EXTRACTED, slice_key=song_slice.key,
                            archive_digest="sha256:" + digest, archive_verified=bool(checksum))
     try:
         with open(archive, "rb") as handle:
@@ -131,7 +132,8 @@ def stage_archive(sink: Any, url: str, song_slice: SongSlice, checksum: str = ""
     copy; ``checksum`` is ``sha256:<hex>`` / ``md5:<hex>`` or empty. Returns StagedData."""
     algorithm, expected = parse_checksum(checksum)
     location = sink.location(archive_label(url), song_slice)
-    report = StagingReport(source=location + "/", mode="archive", slice_key=song_slice.key)
+    report = StagingReport(source=location + "/", mode="url", delivery=STREAMED,
+                           slice_key=song_slice.key)
     stream = ResumableHttpStream(url, algorithm)
     metered = MeteredReader(stream, Progress("Archive {} to {}".format(url, location),
                                              total=stream.size))
@@ -154,13 +156,16 @@ def stage_archive(sink: Any, url: str, song_slice: SongSlice, checksum: str = ""
     return _finish(sink, location, report, {"archive_url": url, "download_resumes": stream.resumes})
 
 
-def stage_local_folder(sink: Any, folder: str, song_slice: SongSlice, source_label: str) -> Dict[str, Any]:
-    """Copy the songs of a local MSD tree (``X/Y/Z/*.h5``) in the slice into the sink."""
+def stage_local_folder(sink: Any, folder: str, song_slice: SongSlice, source_label: str,
+                       mode: str) -> Dict[str, Any]:
+    """Copy the songs of a local MSD tree (``X/Y/Z/*.h5``) in the slice into the sink;
+    ``mode`` is the staging mode that chose the folder (``path`` or ``generated``)."""
     root = Path(folder)
     keys = slice_keys([str(path.relative_to(root)) for path in root.rglob("*" + SONG_SUFFIX)],
                       "", song_slice)
     location = sink.location(source_label, song_slice)
-    report = StagingReport(source=location + "/", mode="local_folder", slice_key=song_slice.key)
+    report = StagingReport(source=location + "/", mode=mode, delivery=UPLOADED,
+                           slice_key=song_slice.key)
     upload = Progress("Upload of {} to {}".format(root, location),
                       total=sum((root / key).stat().st_size for key in keys))
     for key in keys:
@@ -179,12 +184,14 @@ def stage_existing(s3_hook: Any, existing_prefix: str, sink: S3PrefixSink,
     if not keys:
         raise StagingError("{} holds no MSD song files for slice {}".format(existing_prefix, song_slice.key))
     if song_slice == SongSlice():
-        report = StagingReport(source="s3://{}/{}".format(bucket, key_prefix), mode="s3_prefix",
-                               slice_key=song_slice.key, files=[{"key": key} for key in keys])
+        report = StagingReport(source="s3://{}/{}".format(bucket, key_prefix), mode="path",
+                               delivery=IN_PLACE, slice_key=song_slice.key,
+                               files=[{"key": key} for key in keys])
         return report.as_staged_data(manifest_uri="")
     location = sink.location("s3-" + path_label(key_prefix or bucket), song_slice)
     dest_bucket, dest_prefix = split_s3_uri(location)
-    report = StagingReport(source=location + "/", mode="s3_prefix_slice", slice_key=song_slice.key)
+    report = StagingReport(source=location + "/", mode="path", delivery=COPIED,
+                           slice_key=song_slice.key)
     copy = Progress("Copy of {} to {}".format(existing_prefix, location))
     for key in keys:
         head = s3_hook.head_object(key=key, bucket_name=bucket)

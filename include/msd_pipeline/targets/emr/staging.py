@@ -33,4 +33,4 @@ def stage_to_s3(staging: StagingSettings, ingest_source: str, s3_hook: Any, data
         require_source(source)
         folder = source
     label = "local-" + folder.rstrip("/").rsplit("/", 1)[-1]
-    return stage_local_folder(sink, folder, song_slice, label)
+    return stage_local_folder(sink, folder, song_slice, label, mode)

@@ -10,7 +10,8 @@ from typing import Any, Dict
 
 from msdlib.config import PROJECT_ROOT, StagingSettings
 from msd_pipeline.staging.generator import generated_songs
-from msd_pipeline.staging.rules import SongSlice, absolute, count_songs, require_source, resolve_mode
+from msd_pipeline.staging.rules import (IN_PLACE, SongSlice, absolute, count_songs, require_source,
+                                        resolve_mode, staged_data)
 from msd_pipeline.staging.sinks import FolderSink, stage_downloaded_archive
 
 
@@ -25,12 +26,12 @@ def stage_songs(staging: StagingSettings, ingest_source: str, song_slice: SongSl
     if mode == "path":
         require_source(source)
         local_folder = "://" not in source and os.path.isdir(source)
-        return {"source": source, "mode": "path",
-                "files": count_songs(source) if local_folder else None, "detail": {}}
+        return staged_data(source, "path", count_songs(source) if local_folder else None,
+                           IN_PLACE, {})
     if mode == "generated":
         folder = generated_songs(data_dir, staging.generated_songs, staging.generated_seed)
-        return {"source": folder, "mode": "generated", "files": count_songs(folder),
-                "detail": {"count": staging.generated_songs, "seed": staging.generated_seed}}
+        return staged_data(folder, "generated", count_songs(folder), IN_PLACE,
+                           {"count": staging.generated_songs, "seed": staging.generated_seed})
     return stage_downloaded_archive(FolderSink(os.path.join(data_dir, "extracted")),
                                     staging.archive_url, os.path.join(data_dir, "downloads"),
                                     song_slice, staging.archive_checksum)
