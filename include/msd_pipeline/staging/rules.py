@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from msdlib.config import PROJECT_ROOT
+from msd_pipeline.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def resolve_mode(mode: str, source: str, fallback: str) -> str:
     return resolved
 
 
-def absolute(source: str, project_root: str = PROJECT_ROOT) -> str:
+def absolute(source: str, project_root: str = str(PROJECT_ROOT)) -> str:
     """``source`` with a relative local path (or @list file) made absolute under the project."""
     if "://" in source:
         return source

@@ -8,7 +8,8 @@ the source when it exists, else generated songs.
 import os
 from typing import Any, Dict
 
-from msdlib.config import PROJECT_ROOT, StagingSettings
+from msdlib.config import StagingSettings
+from msd_pipeline.paths import PROJECT_ROOT
 from msd_pipeline.staging.generator import generated_songs
 from msd_pipeline.staging.rules import (IN_PLACE, SongSlice, absolute, count_songs, require_source,
                                         resolve_mode, staged_data)
@@ -16,7 +17,7 @@ from msd_pipeline.staging.sinks import FolderSink, stage_downloaded_archive
 
 
 def stage_songs(staging: StagingSettings, ingest_source: str, song_slice: SongSlice = SongSlice(),
-                project_root: str = PROJECT_ROOT) -> Dict[str, Any]:
+                project_root: str = str(PROJECT_ROOT)) -> Dict[str, Any]:
     """Stage by ``staging.mode``; returns StagedData ``{"source", "mode", "files",
     "detail"}`` with ``source`` ready for ``ingest.source``. A local ``path`` is used
     where it is; a slice of it is the ingest's ``max_files``."""
