@@ -55,8 +55,8 @@ class RangeServer:
                 if server.cut_at and len(server.ranges) == 1:
                     body = body[:server.cut_at]  # the connection drops mid-transfer
                     self.close_connection = True
+                server.bytes_sent += len(body)  # before the write: the client may finish first
                 self.wfile.write(body)
-                server.bytes_sent += len(body)
 
             def log_message(self, *args):
                 pass
