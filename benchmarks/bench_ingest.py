@@ -33,9 +33,9 @@ import psutil
 import pymongo
 
 from msd_devtools import services
-from msd_devtools.generator import generate_songs
 from msdlib.config import PipelineConfig, load_config
 from msd_pipeline.paths import PROJECT_ROOT
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.ingest import make_task, run_ingest, song_document, utc_now
 from msdlib.io.sources import SourceReader, list_sources
 

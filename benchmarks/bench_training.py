@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from msd_devtools import services
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib import training
 from msdlib.config import load_config
 from msd_pipeline.paths import PROJECT_ROOT

@@ -1,6 +1,6 @@
 """Generate song documents straight into MongoDB, with no HDF5 files: the scale path.
 
-Same statistical model as ``msd_devtools.generator`` (artists around a base year, the
+Same statistical model as ``msd_pipeline.staging.generator`` (artists around a base year, the
 year-dependent 12-dimensional timbre Gaussian, the real subset's decade skew, a share
 of unknown years, energy and danceability 0): each song's segments are drawn by that
 module and reduced to the 90 UCI features by ``msdlib.core.features``, exactly as
@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from msd_devtools.generator import (MEAN_AT_1980, SECONDS_PER_SEGMENT, _assign_artists,
+from msd_pipeline.staging.generator import (MEAN_AT_1980, SECONDS_PER_SEGMENT, _assign_artists,
                                     _make_artist, _segment_count, _song_year, _timbre,
                                     _unique_ids)
 from msdlib import env_vars

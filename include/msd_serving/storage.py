@@ -1,7 +1,7 @@
 """Read-only access to a folder of model artifacts: a local path or an ``s3://`` prefix.
 
 An S3 folder is listed once (one paginated ListObjectsV2) and files are fetched on
-demand, with the Spark jobs' S3 client (msdlib.sources: $AWS_ENDPOINT_URL for moto).
+demand, with the Spark jobs' S3 client (msdlib.io.sources: $AWS_ENDPOINT_URL for moto).
 """
 import io
 import os

@@ -34,7 +34,7 @@ from moto.emr.models import Cluster, emr_backends
 
 from msdlib.config import load_config
 from msd_devtools import services
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msd_pipeline.run_records import run_key_for
 
 import airflow_support

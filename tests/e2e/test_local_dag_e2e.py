@@ -81,6 +81,7 @@ def test_run_record_and_metrics(pipeline_run):
     assert record["schema_version"] == 1
     assert (record["target"], record["status"]) == ("spark_submit", "success")
     assert record["data"]["mode"] == "generated" and record["data"]["files"] == SONGS
+    assert record["data"]["detail"]["delivery"] == "in_place"
     assert record["ingest"]["files_ingested"] == SONGS
     assert record["params"]["classifiers"] == ["logistic_regression"]
     assert record["config"]["training"]["folds"] == 2

@@ -24,7 +24,7 @@ import pymongo
 import pytest
 
 from emr_support import aws_env, client, mongo_user_uri, moto_server
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msd_pipeline.targets.emr import code_shipping, mongo_secret, releases, steps
 from msd_pipeline.targets.emr.cluster import build_job_flow_request
 from msd_pipeline.targets.emr.layout import JOBS_ZIP, REQUIREMENTS, RunLayout, split_s3_uri

@@ -11,7 +11,7 @@ import uuid
 import pymongo
 import pytest
 
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msd_pipeline.gate import REJECT, GateSettings, decide, scores_from_metrics
 from project_paths import PROJECT_ROOT
 

@@ -16,7 +16,7 @@ import pymongo
 import pytest
 
 from fuzz_support import DUPLICATE_OUTCOME, ERROR_OUTCOME, SONG_OUTCOME, build_corpus
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.config import load_config
 from msdlib.ingest import list_ingest_paths, run_ingest
 from project_paths import REAL_TRACKS

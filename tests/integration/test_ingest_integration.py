@@ -16,7 +16,7 @@ from corrupt_songs import make_corrupt_copies
 from msd_pipeline.targets.emr.code_shipping import build_jobs_zip
 from msdlib.config import load_config
 from msdlib.core.documents import decode_array
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.ingest import list_ingest_paths, run_ingest
 from project_paths import PROJECT_ROOT
 

@@ -15,7 +15,7 @@ from corrupt_songs import make_corrupt_copies
 from msdlib import cli, ingest
 from msdlib.io import mongo
 from msdlib.config import ConfigError, load_config
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.ingest import (IngestCounts, SongCounts, build_summary, convert_file,
                            ingest_paths, make_task, partition_count, utc_now,
                            validate_settings, write_batch)

@@ -17,7 +17,7 @@ import time
 import pymongo
 
 from msd_devtools import services
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.config import load_config
 from msdlib.ingest import list_ingest_paths, run_ingest
 

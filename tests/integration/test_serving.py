@@ -12,7 +12,7 @@ import pytest
 
 import serving_support as support
 from msd_devtools import services
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msd_serving.spark_format import load_pipeline
 from msd_serving.stages import UnsupportedModelError
 from msd_serving.storage import ArtifactNotFound

@@ -12,7 +12,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from project_paths import PROJECT_ROOT
 
 INGEST_JOB = PROJECT_ROOT / "spark_jobs" / "ingest_songs.py"

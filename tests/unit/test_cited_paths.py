@@ -37,7 +37,7 @@ def path_pattern() -> re.Pattern:
     roots = sorted(top_level_entries(), key=len, reverse=True)
     names = "|".join(re.escape(root) for root in roots)
     # Segments of two characters or more: "docs/s" (documents per second) is no path.
-    return re.compile(r"(?<![\w./-])((?:%s)(?:/[\w.@-]{2,})*/?)(?![\w/])" % names)
+    return re.compile(r"(?<![\w./-])((?:%s)(?:/[\w.@-]{2,})*/?)(?![\w/<{*$])" % names)
 
 
 MODULE_PATTERN = re.compile(r"(?<![\w./])((?:%s)(?:\.\w+)+)" % "|".join(PACKAGES))

@@ -11,7 +11,7 @@ from bson.binary import Binary
 
 from msdlib.core.documents import build_document, decode_array, encode_array
 from msdlib.core.features import timbre_features
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.core.song_errors import SongFileError
 from msdlib.io.hdf5_reader import read_song
 from project_paths import SHARED_MSD

@@ -1,4 +1,4 @@
-"""msd_devtools.generator: real MSD layout, the real quirks, and a learnable year signal."""
+"""msd_pipeline.staging.generator: real MSD layout, the real quirks, and a learnable year signal."""
 import collections
 import hashlib
 import json
@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from msd_devtools import generator
+from msd_pipeline.staging import generator
 from msdlib.core.features import timbre_features
-from msd_devtools.generator import generate_songs, song_path
+from msd_pipeline.staging.generator import generate_songs, song_path
 from msdlib.io.hdf5_reader import read_song
 from project_paths import SHARED_MSD
 

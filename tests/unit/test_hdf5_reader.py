@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msd_devtools.generator import generate_songs
+from msd_pipeline.staging.generator import generate_songs
 from msdlib.core.song_errors import SongFileError
 from msdlib.io.hdf5_reader import MSD_GROUPS, read_song
 from project_paths import REAL_TRACKS, SHARED_MSD

@@ -60,8 +60,9 @@ class PipelineTarget(abc.ABC):
     @abc.abstractmethod
     def stage_data(self, run: XComArg) -> Union[BaseOperator, XComArg]:
         """Stage the songs. Returns the task (id ``stage_data``; chain any helpers before it)
-        whose return value is a StagedData dict:
-        ``{"source": <ingest.source>, "mode": str, "files": int | None, "detail": {}}``."""
+        whose return value is a StagedData dict (``msd_pipeline.staging.rules.staged_data``):
+        ``{"source": <ingest.source>, "mode": "path" | "url" | "generated", "files": int | None,
+        "detail": {"delivery": ..., ...}}``."""
 
     @abc.abstractmethod
     def spark_step(self, task_id: str, job: str, job_args: List[str]) -> TaskLike:

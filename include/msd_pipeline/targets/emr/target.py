@@ -26,8 +26,8 @@ from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
 from airflow.sdk import TaskGroup, XComArg, task
 
 from msdlib.config import EmrSettings, PipelineConfig, load_config
-from msd_pipeline import staging
 from msd_pipeline.run_context import RunContext
+from msd_pipeline.staging.rules import SongSlice
 from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
@@ -35,6 +35,7 @@ from msd_pipeline.targets.emr.hook import PipelineEmrHook
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
 from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, StepSensorWithLogs,
                                                 end_run_after_failure)
+from msd_pipeline.targets.emr.staging import stage_to_s3
 from msd_pipeline.targets.emr.steps import spark_step
 from msd_pipeline.templates import xcom
 
@@ -218,7 +219,6 @@ def _stage_data_task(run: Dict[str, Any]) -> Dict[str, Any]:
     it exists, else the archive)."""
     context = RunContext.from_xcom(run)
     config, emr = context.config, context.config.emr
-    song_slice = staging.SongSlice.of(emr.staging_letters, config.ingest.max_files)
+    song_slice = SongSlice.of(emr.staging_letters, config.ingest.max_files)
     data_prefix = RunLayout(emr.s3_root, context.run_key).data_prefix
-    return staging.stage_to_s3(config.staging, config.ingest.source, _hook(emr).s3,
-                               data_prefix, song_slice)
+    return stage_to_s3(config.staging, config.ingest.source, _hook(emr).s3, data_prefix, song_slice)

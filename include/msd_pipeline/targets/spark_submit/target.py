@@ -17,12 +17,13 @@ from typing import Any, Dict, List, Optional
 from airflow.sdk import XComArg, task
 
 from msdlib.config import PipelineConfig, load_config
-from msd_pipeline import staging
 from msd_pipeline.paths import SPARK_JOBS_DIR
 from msd_pipeline.run_context import RunContext
+from msd_pipeline.staging.rules import absolute
 from msd_pipeline.targets.base import PipelineTarget, RunFiles
 from msd_pipeline.targets.spark_submit.operators import (QUIET_SPARK_CONF,
                                                          PipelineSparkSubmitOperator)
+from msd_pipeline.targets.spark_submit.staging import stage_songs
 
 
 class LocalFiles(RunFiles):
@@ -54,7 +55,7 @@ class SparkSubmitTarget(PipelineTarget):
         def stage_data(run: Dict[str, Any]) -> Dict[str, Any]:
             """Stage the songs: a folder, generated songs, or the downloaded archive."""
             config = RunContext.from_xcom(run).config
-            return staging.stage_songs(config.staging, config.ingest.source)
+            return stage_songs(config.staging, config.ingest.source)
 
         return stage_data(run)
 
@@ -72,7 +73,7 @@ class SparkSubmitTarget(PipelineTarget):
         )
 
     def resolve_artifacts_uri(self, config: PipelineConfig) -> str:
-        return staging.absolute(config.training.artifacts_uri)
+        return absolute(config.training.artifacts_uri)
 
     def files(self, run: RunContext) -> LocalFiles:
         return LocalFiles()

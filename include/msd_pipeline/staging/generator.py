@@ -15,22 +15,31 @@ The real quirks: year 0 (unknown) for a configurable share, NaN ``song_hotttness
 for about a third, ``energy`` and ``danceability`` 0 everywhere, segment counts from a
 handful to thousands (log-normal, median ~300), empty MusicBrainz tag arrays.
 
-CLI: ``python -m msd_devtools.generator --out DIR --count N [--seed S]
-[--unknown-year-fraction F] [--artists K] [--workers W]`` prints a JSON summary.
+The staging mode ``generated`` takes its songs from ``generated_songs``: one folder per
+count and seed, made once and reused.
 
-Python 3.9 syntax: this module ships with the Spark jobs.
+CLI: ``python -m msd_pipeline.staging.generator --out DIR --count N [--seed S]
+[--unknown-year-fraction F] [--artists K] [--workers W]`` prints a JSON summary.
 """
 import argparse
 import json
+import logging
 import multiprocessing
 import os
+import shutil
 import string
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = ".staged"  # in a generated_songs folder once all its songs are written
 
 # ---- the MSD file layout (read off the real files) -------------------------------
 
@@ -426,6 +435,22 @@ def _as_array(values: Any, dtype: str) -> np.ndarray:
     if dtype.startswith("S"):
         return np.array([value.encode("utf-8") for value in values], dtype=dtype)
     return np.asarray(values, dtype=dtype)
+
+
+def generated_songs(data_dir: str, count: int, seed: int) -> str:
+    """The folder of ``count`` generated songs for ``seed`` below ``data_dir``, made once
+    (in a scratch folder renamed when complete) and reused."""
+    target = Path(data_dir) / "generated" / "n{}-seed{}".format(count, seed)
+    if not (target / COMPLETE_MARKER).exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".staging-", dir=str(target.parent)))
+        generate_songs(str(scratch), count, seed=seed)
+        (scratch / COMPLETE_MARKER).write_text("generated {} songs, seed {}\n".format(count, seed))
+        if target.exists():
+            shutil.rmtree(target)
+        scratch.rename(target)
+        log.info("Generated %d songs in %s", count, target)
+    return str(target)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
