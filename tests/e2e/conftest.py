@@ -1,0 +1,53 @@
+"""Fixtures of the EMR end-to-end tests (test_emr_*.py; their helpers are in
+tests/emr_dag_support.py): one moto server for the session with the pipeline's bucket,
+generated songs served as an archive over HTTP, the session's SecantusDB reached with a
+password, and Airflow's environment with a model registry of each test's own."""
+import pytest
+
+import airflow_support
+from emr_dag_support import BUCKET, MONGO_PASSWORD, MONGO_USER, SONGS, airflow_env_for
+from emr_support import ArchiveServer, Credentials, ServedFile, make_song_archive, \
+    mongo_user_uri, moto_server
+from msd_devtools import services
+from msd_pipeline.staging.generator import generate_songs
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    with moto_server(BUCKET) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def song_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e-songs")
+    generate_songs(str(folder), SONGS, seed=5)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def song_archive(song_folder):
+    served = ServedFile(make_song_archive(song_folder))
+    with ArchiveServer({"/msd-e2e.tar.gz": served}) as server:
+        yield server.url("/msd-e2e.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def mongo_with_password(mongo_uri):
+    """The session's SecantusDB reached with a user and password, like a real deployment."""
+    return airflow_support.mongo_connection(mongo_user_uri(mongo_uri, MONGO_USER, MONGO_PASSWORD),
+                                            authSource="admin")
+
+
+@pytest.fixture
+def empty_registry_uri(tmp_path):
+    """An MLflow server of this test's own: every run here starts with no champion."""
+    with services.running_mlflow(tmp_path / "mlflow") as uri:
+        yield uri
+
+
+@pytest.fixture
+def emr_airflow_env(moto_url, mongo_with_password, empty_registry_uri):
+    """Airflow's environment for the EMR DAGs: aws_default with the fake keys, pointed at
+    moto; mongo_default with a password; the test's own model registry."""
+    return airflow_env_for(moto_url, mongo_with_password, Credentials(), empty_registry_uri)
