@@ -35,7 +35,8 @@ import pymongo
 from msd_devtools import services
 from msd_devtools.generator import generate_songs
 from msdlib.config import PROJECT_ROOT as _PROJECT_ROOT, PipelineConfig, load_config
-from msdlib.ingest import make_task, run_ingest, song_document, utc_now
+from msdlib.core.ingest_accounting import utc_now
+from msdlib.ingest import make_task, run_ingest, song_document
 from msdlib.io.sources import SourceReader, list_sources
 
 PROJECT_ROOT = Path(_PROJECT_ROOT)

@@ -1,6 +1,7 @@
-"""The pure parts of ingest's robustness: year plausibility, the failure boundary's reason
-classes, bounded retries, label validation in the training reader, listing of odd paths
-(folders named *.h5, symlinks, loops), settings checks and the crash exit code."""
+"""The pure parts of ingest's robustness: year plausibility, the failure boundary,
+bounded retries, label validation in the training reader, listing of odd paths
+(folders named *.h5, symlinks, loops) and the crash exit code. Reason classes, tallies
+and settings checks: tests/unit/test_ingest_accounting.py."""
 import os
 
 import numpy as np
@@ -11,8 +12,8 @@ from msdlib import cli
 from msdlib.config import ConfigError, load_config
 from msdlib.core.features import FEATURE_NAMES, classify_year
 from msdlib.core.song_errors import SongFileError
-from msdlib.ingest import (FileOutcome, IngestCounts, convert_file, failure_reason,
-                           make_task, utc_now, validate_mongo_settings, validate_settings)
+from msdlib.core.ingest_accounting import utc_now
+from msdlib.ingest import convert_file, make_task
 from msdlib.io.dataset import SKIP_INVALID_YEAR, song_row
 from msdlib.io.mongo import retry_idempotent
 from msdlib.io.sources import list_sources
@@ -32,17 +33,6 @@ def test_classify_year(value, expected):
 def test_classify_year_uses_the_configured_range():
     assert classify_year(1890, (1850, 2030)) == (1890, "known")
     assert classify_year(2026, (1900, 2020)) == (None, "out_of_range")
-
-
-@pytest.mark.parametrize("exc, reason", [
-    (SongFileError("missing_dataset", "no /analysis/segments_timbre"), "missing_dataset"),
-    (IsADirectoryError(21, "Is a directory"), "not_a_file"),
-    (FileNotFoundError(2, "No such file"), "unreadable"),
-    (KeyError("segments_timbre"), "unexpected_error"),
-    (MemoryError(), "unexpected_error"),
-    (RuntimeError("h5py internal"), "unexpected_error")])
-def test_failure_reason_classes(exc, reason):
-    assert failure_reason(exc) == reason
 
 
 def task():
@@ -75,13 +65,6 @@ class ReaderOfFiles:
     def read(self, path):
         with open(path, "rb") as handle:
             return handle.read()
-
-
-def test_counts_of_outcomes():
-    outcomes = [FileOutcome("/a.h5", "TRA", year_status="known"),
-                FileOutcome("/b.h5", reason="truncated"), FileOutcome("/c.h5", "TRA"),
-                FileOutcome("/d.h5", reason="truncated")]
-    assert IngestCounts.of(outcomes) == IngestCounts(4, 2, 2, {"truncated": 2})
 
 
 class FlakyWrite:
@@ -171,17 +154,6 @@ def test_glob_listing_keeps_folders_named_h5(tmp_path):
     (tmp_path / "TRGOOD.h5").write_bytes(b"x")
     assert list_sources(str(tmp_path / "*.h5")) == [
         str(tmp_path / "TRGOOD.h5"), str(tmp_path / "folder.h5")]
-
-
-@pytest.mark.parametrize("overrides, message", [
-    ({"ingest.year_min": 2000, "ingest.year_max": 1999}, "year_min"),
-    ({"mongo.write_attempts": 0}, "write_attempts"),
-    ({"mongo.retry_backoff_seconds": -1.0}, "retry_backoff_seconds")])
-def test_bad_robustness_settings_are_usage_errors(overrides, message):
-    config = load_config(overrides=overrides)
-    with pytest.raises(ConfigError, match=message):
-        validate_settings(config.ingest)
-        validate_mongo_settings(config.mongo)
 
 
 def test_run_main_exit_codes(capsys):
