@@ -11,7 +11,6 @@ from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 from msdlib import cli
 from msdlib.config import ConfigError, load_config
 from msdlib.core.features import FEATURE_NAMES, classify_year
-from msdlib.core.song_errors import SongFileError
 from msdlib.core.ingest_accounting import utc_now
 from msdlib.ingest import convert_file, make_task
 from msdlib.io.dataset import SKIP_INVALID_YEAR, song_row
