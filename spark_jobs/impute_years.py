@@ -23,7 +23,7 @@ from msdlib.config import PipelineConfig
 from msdlib.io.champion import load_run_models
 from msdlib.io.dataset import load_songs
 from msdlib.io.imputation import impute
-from msdlib.io.mongo import MongoConfigError, mongo_uri_from_env, redact_uri
+from msdlib.io.mongo import mongo_uri_from_env, redact_uri
 
 
 def main(argv: List[str]) -> int:
@@ -36,10 +36,7 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     config = cli.load_job_config(args)
     run_id = cli.resolve_run_id(args.run_id)
-    try:
-        mongo_uri = mongo_uri_from_env()
-    except MongoConfigError as exc:
-        raise cli.UsageError(str(exc)) from exc
+    mongo_uri = mongo_uri_from_env()  # MongoConfigError: exit 2 (cli.run_main)
     started = time.time()
     print("imputing with {} ({}) on {} database {!r}".format(
         args.model_label, args.model_uri, redact_uri(mongo_uri), config.mongo.database),

@@ -6,7 +6,8 @@
 
 or directly: ``python spark_jobs/ingest_songs.py ...`` (master from ``spark.master``).
 The MongoDB URI is read from $MSD_MONGO_URI only. A bad file never stops the job: it
-becomes an ``ingest_errors`` record (msdlib.ingest). Prints the JSON summary as the last
+becomes an ``ingest_errors`` record (msdlib.ingest runs the partitions,
+msdlib.core.ingest_accounting classifies and counts). Prints the JSON summary as the last
 stdout line. Exit codes: 0 success; 1 the failed share of files exceeds
 ``ingest.max_failed_fraction``; 2 bad usage or configuration; 3 a crash or an
 infrastructure failure (database unreachable after ``mongo.write_attempts``, S3 listing).
@@ -16,24 +17,21 @@ from typing import List
 
 from msdlib.cli import (EXIT_FAILED_CHECKS, EXIT_OK, build_parser, create_spark_session,
                         emit_summary, load_job_config, resolve_run_id, run_main)
-from msdlib.ingest import (list_ingest_paths, run_ingest, validate_mongo_settings,
-                           validate_settings)
+from msdlib.ingest import list_ingest_paths, run_ingest
 from msdlib.io.mongo import mongo_uri_from_env, redact_uri
 
 
 def main(argv: List[str]) -> int:
     args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
     config = load_job_config(args)
-    validate_settings(config.ingest)
-    validate_mongo_settings(config.mongo)
     run_id = resolve_run_id(args.run_id)
     mongo_uri = mongo_uri_from_env()
     print("ingest {} -> {} database {} (run {})".format(
         config.ingest.source, redact_uri(mongo_uri), config.mongo.database, run_id),
         file=sys.stderr, flush=True)
-    paths = list_ingest_paths(config)  # before Spark: a bad source fails fast (exit 2)
+    paths = list_ingest_paths(config)  # extract, before Spark: a bad source fails fast
     spark = create_spark_session(config, "msd-ingest-songs")
-    try:
+    try:  # transform and load: each partition parses its files and writes their songs
         summary = run_ingest(spark.sparkContext, config, run_id, mongo_uri, paths)
     finally:
         spark.stop()

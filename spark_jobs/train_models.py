@@ -21,7 +21,7 @@ from typing import Any, List, Mapping
 
 from msdlib import cli, training
 from msdlib.core.models import TrainingError, validate_grid_params
-from msdlib.io.mongo import MongoConfigError, mongo_uri_from_env, redact_uri
+from msdlib.io.mongo import mongo_uri_from_env, redact_uri
 
 
 def main(argv: List[str]) -> int:
@@ -32,7 +32,7 @@ def main(argv: List[str]) -> int:
                              "split (empty: no champion yet)")
     args = parser.parse_args(argv)
     config, run_id = cli.load_job_config(args), cli.resolve_run_id(args.run_id)
-    mongo_uri = job_mongo_uri()
+    mongo_uri = mongo_uri_from_env()  # MongoConfigError: exit 2 (cli.run_main)
     started = time.time()
     spark = cli.create_spark_session(config, "msd-train-models")
     try:
@@ -56,13 +56,6 @@ def main(argv: List[str]) -> int:
     summary["seconds"] = round(time.time() - started, 3)
     cli.emit_summary(summary, args.summary_path)
     return exit_code
-
-
-def job_mongo_uri() -> str:
-    try:
-        return mongo_uri_from_env()
-    except MongoConfigError as exc:
-        raise cli.UsageError(str(exc)) from exc
 
 
 def check_grids(grids: Mapping[str, Any]) -> None:

@@ -2,8 +2,10 @@
 
 ``build_corpus(good_files, out_dir, seed, count)`` copies randomly chosen good files
 and damages each copy one way (``MUTATIONS``): datasets or groups deleted, dtypes and
-shapes changed, truncation at a random offset, random bytes flipped, impossible values
-(years -5 and 3000, NaN timbre, an integer beyond 64 bits); it adds symlinks (to good files, to damaged ones,
+shapes changed, required fields dropped, songs tables emptied or made 2-D, headers
+claiming impossible sizes, dangling links, corrupt compressed chunks, truncation at a
+random offset, random bytes flipped, impossible values (years -5 and 3000, NaN timbre,
+an integer beyond 64 bits, a blank track id); it adds symlinks (to good files, to damaged ones,
 broken, to a folder), folders named ``*.h5`` and plain duplicate copies. The same seed
 and inputs give byte-identical files. Each ``Case`` says what ingest must make of its
 path when the outcome is certain (``expect``), or ``None`` when only the accounting is
@@ -147,6 +149,66 @@ def huge_integer(path: Path, rng: random.Random) -> Optional[str]:
     return "error:unencodable"
 
 
+def drop_required_field(path: Path, rng: random.Random) -> Optional[str]:
+    group, name = rng.choice([("analysis", "track_id"), ("metadata", "artist_id"),
+                              ("musicbrainz", "year")])
+    with h5py.File(path, "r+") as h5:
+        table = h5[group + "/songs"][()]
+        kept = [field for field in table.dtype.names if field != name]
+        _replace(h5, group + "/songs", table[kept].astype(
+            np.dtype([(field, table.dtype.fields[field][0]) for field in kept])))
+    return "error:missing_field"
+
+
+def empty_songs_table(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        name = rng.choice(GROUPS) + "/songs"
+        _replace(h5, name, h5[name][()][:0])
+    return "error:empty_songs_table"
+
+
+def songs_table_2d(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        name = rng.choice(GROUPS) + "/songs"
+        _replace(h5, name, h5[name][()].reshape(1, -1))
+    return "error:bad_shape"
+
+
+def impossible_size(path: Path, rng: random.Random) -> Optional[str]:
+    """A header claiming 800 MB (late allocation: the file stays small), in a nested
+    group or at the root, which the document does not otherwise check."""
+    with h5py.File(path, "r+") as h5:
+        parent = h5 if rng.randrange(2) else h5["analysis"].create_group("nested")
+        parent.create_dataset("claims_800mb", shape=(10 ** 8,), dtype="<f8")
+    return "error:bad_shape"
+
+
+def dangling_link(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        h5[rng.choice(GROUPS)]["dangling"] = h5py.SoftLink("/nowhere")
+    return "error:unreadable"
+
+
+def corrupt_chunk(path: Path, rng: random.Random) -> Optional[str]:
+    """The compressed bytes of one chunk of a required array overwritten: the header
+    is sound, the data cannot be inflated."""
+    with h5py.File(path, "r") as h5:
+        chunk = h5["analysis/segments_timbre"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    for offset in range(chunk.byte_offset, chunk.byte_offset + chunk.size):
+        data[offset] = rng.getrandbits(8)
+    path.write_bytes(bytes(data))
+    return "error:unreadable"
+
+
+def blank_track_id(path: Path, rng: random.Random) -> Optional[str]:
+    with h5py.File(path, "r+") as h5:
+        table = h5["analysis/songs"][()]
+        table["track_id"] = b""
+        h5["analysis/songs"][...] = table
+    return "error:missing_track_id"
+
+
 MUTATIONS = {
     "delete_dataset": delete_dataset,
     "delete_timbre": delete_timbre,
@@ -160,6 +222,13 @@ MUTATIONS = {
     "year_3000": set_year(3000),
     "nan_timbre": nan_timbre,
     "huge_integer": huge_integer,
+    "drop_required_field": drop_required_field,
+    "empty_songs_table": empty_songs_table,
+    "songs_table_2d": songs_table_2d,
+    "impossible_size": impossible_size,
+    "dangling_link": dangling_link,
+    "corrupt_chunk": corrupt_chunk,
+    "blank_track_id": blank_track_id,
 }  # type: Dict[str, Callable[[Path, random.Random], Optional[str]]]
 
 

@@ -16,9 +16,9 @@ from msdlib import cli, ingest
 from msdlib.io import mongo
 from msdlib.config import ConfigError, load_config
 from msd_pipeline.staging.generator import generate_songs
-from msdlib.ingest import (IngestCounts, SongCounts, build_summary, convert_file,
-                           ingest_paths, make_task, partition_count, utc_now,
-                           validate_settings, write_batch)
+from msdlib.core.ingest_accounting import IngestCounts, utc_now
+from msdlib.ingest import convert_file, ingest_paths, make_task
+from msdlib.io.song_writes import write_batch
 from msdlib.io.sources import SourceReader
 
 GOOD_SONGS = 10
@@ -187,7 +187,7 @@ def test_the_same_track_twice_in_a_batch_ends_as_the_later_document(
     first = {"_id": "TRTWICE", "source": {"path": "/a/TRTWICE.h5"}}
     second = {"_id": "TRTWICE", "source": {"path": "/b/TRTWICE.h5"}}
 
-    assert write_batch(db, task, [first, second], []) == []
+    assert write_batch(db.songs, db.ingest_errors, [first, second], [], task.run_id) == []
 
     assert list(db.songs.find()) == [second]
     assert db.ingest_errors.count_documents({}) == 0
@@ -200,7 +200,7 @@ def test_a_document_the_server_rejects_is_quarantined_and_the_rest_go_in(
     huge = {"_id": "TRHUGE", "source": {"path": "/songs/TRHUGE.h5"},
             "analysis": {"padding": "x" * (17 * 1024 * 1024)}}
 
-    rejected = write_batch(db, task, [small, huge], [])
+    rejected = write_batch(db.songs, db.ingest_errors, [small, huge], [], task.run_id)
 
     assert [record["_id"] for record in rejected] == ["/songs/TRHUGE.h5"]
     assert rejected[0]["reason"] == "write_rejected"
@@ -232,53 +232,6 @@ def test_partition_reads_songs_from_s3(s3_env, mongo_uri, mongo_db_name, db, goo
     assert counts == IngestCounts(seen=4, ingested=3, failed=1, reasons={"s3_error": 1})
     assert sorted(doc["source"]["path"] for doc in db.songs.find()) == sorted(uris)
     assert "NoSuchKey" in db.ingest_errors.find_one({"_id": missing})["message"]
-
-
-# ---- driver-side helpers -------------------------------------------------------------
-
-def test_counts_merge_adds_tallies_and_reasons():
-    left = IngestCounts(3, 2, 1, {"truncated": 1})
-    right = IngestCounts(4, 2, 2, {"truncated": 1, "not_hdf5": 1})
-    assert left.merged(right) == IngestCounts(7, 4, 3, {"truncated": 2, "not_hdf5": 1})
-    assert left == IngestCounts(3, 2, 1, {"truncated": 1})
-
-
-@pytest.mark.parametrize("configured, parallelism, files, expected", [
-    (0, 2, 1000, 4), (0, 8, 5, 5), (7, 2, 1000, 7), (7, 2, 3, 3), (0, 2, 0, 1)])
-def test_partition_count(configured, parallelism, files, expected):
-    assert partition_count(configured, parallelism, files) == expected
-
-
-def test_summary_fails_its_check_above_the_failed_share():
-    config = load_config(overrides={"ingest.max_failed_fraction": 0.1})
-    passing = build_summary(IngestCounts(10, 9, 1, {"truncated": 1}),
-                            SongCounts(9, 0, {"known": 9}), 2.0, config, "r")
-    failing = build_summary(IngestCounts(10, 8, 2, {"truncated": 2}),
-                            SongCounts(7, 1, {"known": 5, "out_of_range": 2}), 2.0, config,
-                            "r")
-
-    assert passing["ok"] is True and failing["ok"] is False
-    assert failing["failed_fraction"] == 0.2
-    assert failing["failure_reasons"] == {"truncated": 2}
-    assert passing["songs_per_second"] == 4.5
-    assert (failing["files_ingested"], failing["files_duplicate"]) == (7, 1)
-    assert failing["songs_by_year_status"] == {"known": 5, "out_of_range": 2}
-    assert failing["years_out_of_range"] == 2 and failing["year_range"] == [1900, 2030]
-    assert {"files_seen", "files_ingested", "files_failed", "seconds", "run_id",
-            "encoding"} <= set(passing)
-    json.dumps(passing)
-
-
-@pytest.mark.parametrize("override, message", [
-    ({"ingest.array_encoding": "float16"}, "array_encoding"),
-    ({"ingest.batch_size": 0}, "batch_size"),
-    ({"ingest.partitions": -1}, "partitions"),
-    ({"ingest.max_failed_fraction": 1.5}, "max_failed_fraction"),
-    ({"ingest.partition_buckets": 0}, "partition_buckets"),
-])
-def test_invalid_ingest_settings_are_rejected(override, message):
-    with pytest.raises(ConfigError, match=message):
-        validate_settings(load_config(overrides=override).ingest)
 
 
 def test_task_repr_hides_the_mongo_uri():

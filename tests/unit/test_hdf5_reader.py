@@ -245,3 +245,62 @@ def test_an_extra_or_missing_optional_dataset_is_fine(tmp_path, generated_song):
         h5["analysis"].create_dataset("extra", data=np.arange(4))
     song = read_song(copy_and_edit(generated_song, tmp_path / "a.h5", edit))
     assert "bars_start" not in song["analysis"] and list(song["analysis"]["extra"]) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("where", ["analysis/nested", "/"])
+def test_a_dataset_claiming_an_impossible_size_anywhere_is_rejected(tmp_path, generated_song,
+                                                                     where):
+    def huge(h5):
+        h5.require_group(where).create_dataset("claims_800mb", shape=(10 ** 8,), dtype="<f8")
+    path = copy_and_edit(generated_song, tmp_path / "a.h5", huge)
+    assert_rejected(path, "bad_shape")
+    assert_rejected(Path(path).read_bytes(), "bad_shape")
+
+
+def test_a_two_dimensional_songs_table_is_a_bad_shape(tmp_path, generated_song):
+    def reshape(h5):
+        replace_dataset("musicbrainz/songs", h5["musicbrainz/songs"][()].reshape(1, 1))(h5)
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", reshape), "bad_shape")
+
+
+def test_a_dangling_link_is_unreadable(tmp_path, generated_song):
+    def dangle(h5):
+        h5["metadata"]["dangling"] = h5py.SoftLink("/nowhere")
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5", dangle), "unreadable")
+
+
+def test_a_corrupt_compressed_chunk_is_unreadable(tmp_path, generated_song):
+    with h5py.File(generated_song, "r") as h5:
+        chunk = h5["analysis/segments_timbre"].id.get_chunk_info(0)
+    data = bytearray(generated_song.read_bytes())
+    data[chunk.byte_offset:chunk.byte_offset + chunk.size] = b"\xa5" * chunk.size
+    assert_rejected(bytes(data), "unreadable")
+
+
+def test_uncommon_datasets_read_as_h5py_reads_them(tmp_path, generated_song):
+    def add(h5):
+        group = h5.create_group("extra")
+        group["names"] = np.array(["a", "bé"], dtype=h5py.string_dtype())
+        group["scalar"] = 3.5
+        group["none"] = np.zeros((0, 3))
+        group["big_endian"] = np.arange(3, dtype=">f8")
+        group["nested/values"] = np.arange(4, dtype=np.int16)
+    path = copy_and_edit(generated_song, tmp_path / "a.h5", add)
+    for extra in (read_song(path)["extra"], read_song(Path(path).read_bytes())["extra"]):
+        assert list(extra["names"]) == [b"a", "bé".encode("utf-8")]
+        assert extra["scalar"] == 3.5 and extra["none"].shape == (0, 3)
+        assert extra["big_endian"].dtype == np.dtype(">f8")
+        np.testing.assert_array_equal(extra["big_endian"], [0.0, 1.0, 2.0])
+        np.testing.assert_array_equal(extra["nested"]["values"], np.arange(4))
+
+
+def test_a_retyped_table_is_read_with_its_own_type(tmp_path, generated_song):
+    """Songs share types and the reader remembers them: a table whose type has the
+    size of the one seen before (year float32 or uint32 instead of int32) must not be
+    read with the remembered type."""
+    year = read_song(generated_song)["musicbrainz"]["songs"]["year"]
+    assert_rejected(copy_and_edit(generated_song, tmp_path / "a.h5",
+                                  with_songs_field("musicbrainz", "year", "<f4")), "bad_dtype")
+    song = read_song(copy_and_edit(generated_song, tmp_path / "b.h5",
+                                   with_songs_field("musicbrainz", "year", "<u4")))
+    assert song["musicbrainz"]["songs"]["year"] == year

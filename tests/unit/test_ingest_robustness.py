@@ -1,6 +1,7 @@
-"""The pure parts of ingest's robustness: year plausibility, the failure boundary's reason
-classes, bounded retries, label validation in the training reader, listing of odd paths
-(folders named *.h5, symlinks, loops), settings checks and the crash exit code."""
+"""The pure parts of ingest's robustness: year plausibility, the failure boundary,
+bounded retries, label validation in the training reader, listing of odd paths
+(folders named *.h5, symlinks, loops) and the crash exit code. Reason classes, tallies
+and settings checks: tests/unit/test_ingest_accounting.py."""
 import os
 
 import numpy as np
@@ -10,9 +11,8 @@ from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 from msdlib import cli
 from msdlib.config import ConfigError, load_config
 from msdlib.core.features import FEATURE_NAMES, classify_year
-from msdlib.core.song_errors import SongFileError
-from msdlib.ingest import (FileOutcome, IngestCounts, convert_file, failure_reason,
-                           make_task, utc_now, validate_mongo_settings, validate_settings)
+from msdlib.core.ingest_accounting import utc_now
+from msdlib.ingest import convert_file, make_task
 from msdlib.io.dataset import SKIP_INVALID_YEAR, song_row
 from msdlib.io.mongo import retry_idempotent
 from msdlib.io.sources import list_sources
@@ -32,17 +32,6 @@ def test_classify_year(value, expected):
 def test_classify_year_uses_the_configured_range():
     assert classify_year(1890, (1850, 2030)) == (1890, "known")
     assert classify_year(2026, (1900, 2020)) == (None, "out_of_range")
-
-
-@pytest.mark.parametrize("exc, reason", [
-    (SongFileError("missing_dataset", "no /analysis/segments_timbre"), "missing_dataset"),
-    (IsADirectoryError(21, "Is a directory"), "not_a_file"),
-    (FileNotFoundError(2, "No such file"), "unreadable"),
-    (KeyError("segments_timbre"), "unexpected_error"),
-    (MemoryError(), "unexpected_error"),
-    (RuntimeError("h5py internal"), "unexpected_error")])
-def test_failure_reason_classes(exc, reason):
-    assert failure_reason(exc) == reason
 
 
 def task():
@@ -75,13 +64,6 @@ class ReaderOfFiles:
     def read(self, path):
         with open(path, "rb") as handle:
             return handle.read()
-
-
-def test_counts_of_outcomes():
-    outcomes = [FileOutcome("/a.h5", "TRA", year_status="known"),
-                FileOutcome("/b.h5", reason="truncated"), FileOutcome("/c.h5", "TRA"),
-                FileOutcome("/d.h5", reason="truncated")]
-    assert IngestCounts.of(outcomes) == IngestCounts(4, 2, 2, {"truncated": 2})
 
 
 class FlakyWrite:

@@ -98,7 +98,6 @@ def test_stopping_early_starts_no_more_reads():
 @pytest.mark.parametrize("value", [0, -1])
 def test_read_ahead_below_one_is_a_config_error(value):
     from msdlib.config import ConfigError, load_config
-    from msdlib.ingest import validate_settings
 
     with pytest.raises(ConfigError, match="read_ahead"):
-        validate_settings(load_config(overrides={"ingest.read_ahead": value}).ingest)
+        load_config(overrides={"ingest.read_ahead": value})

@@ -21,11 +21,11 @@ import numpy as np
 from bson.binary import Binary
 from bson.errors import InvalidDocument
 
+from msdlib.config import ARRAY_ENCODINGS
 from msdlib.core.features import (DEFAULT_YEAR_RANGE, classify_year, decade_of,
                                   partition_of, timbre_features)
 from msdlib.core.song_errors import SongFileError
 
-ENCODINGS = ("list", "float32")
 BINARY_DTYPE = "<f4"
 
 
@@ -41,9 +41,9 @@ def build_document(song: Dict[str, Dict[str, Any]], *, path: str, sha256: str, s
     store (an integer beyond 64 bits) raises SongFileError ``unencodable`` here, so it
     fails this file and not its whole batch write.
     """
-    if encoding not in ENCODINGS:
+    if encoding not in ARRAY_ENCODINGS:
         raise ValueError("unknown array encoding {!r}; expected one of {}".format(
-            encoding, ", ".join(ENCODINGS)))
+            encoding, ", ".join(ARRAY_ENCODINGS)))
     track_id = song["analysis"]["songs"]["track_id"]
     timbre = timbre_features(song["analysis"]["segments_timbre"])
     year, year_status = classify_year(song["musicbrainz"]["songs"].get("year"), year_range)
