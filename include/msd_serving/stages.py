@@ -130,12 +130,11 @@ class Trees:
         return self.values[nodes]
 
     def weighted_sum(self, features: np.ndarray) -> np.ndarray:
-        """Σ weight_t x value_t, summed tree after tree like Spark's loops."""
+        """Σ weight_t x value_t, summed tree after tree like Spark's loops
+        (``np.add.accumulate`` adds strictly in order, unlike ``np.sum``)."""
         leaves = self.leaf_values(features)
-        total = np.zeros(leaves.shape[:1] + leaves.shape[2:])
-        for tree, weight in enumerate(self.weights):
-            total = total + leaves[:, tree] * weight
-        return total
+        weights = self.weights.reshape((1, -1) + (1,) * (leaves.ndim - 2))
+        return np.add.accumulate(leaves * weights, axis=1)[:, -1]
 
 
 @dataclass
