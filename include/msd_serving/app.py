@@ -56,8 +56,6 @@ KEY_PARAMETER = {"parameters": [{
     "name": KEY_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
     "description": "One of the service's API keys: always needed for /model/refresh, "
                    "for /predict and /model when the service requires keys"}]}
-
-
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
     JSON_TYPE: {"schema": {"type": "object", "required": ["songs"], "properties": {
         "songs": {"type": "array", "minItems": 1, "items": {
@@ -75,10 +73,9 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
 
 
 def create_app(settings: Optional[ServingSettings] = None,
-               watcher: Optional[ChampionWatcher] = None,
-               keys: Optional[ApiKeys] = None) -> FastAPI:
+               watcher: Optional[ChampionWatcher] = None) -> FastAPI:
     settings = settings or ServingSettings.from_env()
-    keys = keys if keys is not None else ApiKeys(settings.api_keys())
+    keys = ApiKeys(settings.api_keys())
     keys_required = settings.keys_required(len(keys))
     metrics = ServiceMetrics()
     watcher = watcher or ChampionWatcher(settings.source(), settings.poll_seconds,

@@ -143,8 +143,8 @@ class Observed:
             self.metrics.songs.inc(access["songs"])
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(json.dumps({
-                "time": round(time.time(), 3), "request_id": access["request_id"], "method": method, "route": route,
-                "status": status, "songs": access["songs"],
+                "time": round(time.time(), 3), "request_id": access["request_id"],
+                "method": method, "route": route, "status": status, "songs": access["songs"],
                 "latency_ms": round(seconds * 1000, 2), "model": access["model"]}))
 
 

@@ -462,6 +462,32 @@ def test_swap_under_concurrent_load_fails_no_request(service, runs, trained):
     assert labels == set(expected)
 
 
+
+def test_two_workers_answer_with_the_metrics_of_both(runs, tmp_path):
+    """--workers 2: whichever worker answers /metrics reports both workers' traffic
+    (every scrape counts all 20 requests) and both serve the model (info gauge 2)."""
+    port = services.free_port()
+    server = services.serving_service(tmp_path, port, run_uri=str(runs["root"] / "run-a"),
+                                      workers=2)
+    server.start()
+    base = services.serving_uri(port)
+    try:
+        deadline = time.monotonic() + 30
+        label = {"label": "run-a/logistic_regression+linear_regression", "run_id": "run-a",
+                 "registry_version": ""}
+        while sample(metric_samples(base), "msd_serving_model_info", **label) != 2:
+            assert time.monotonic() < deadline, "the second worker never served the model"
+            time.sleep(0.3)
+        for _ in range(20):  # a new connection each: the kernel spreads them
+            assert support.request(base, "POST", "/predict", body(song()))[0] == 200
+        for _ in range(6):
+            samples = metric_samples(base)
+            assert sample(samples, "msd_serving_requests_total", route="/predict",
+                          method="POST", status="200") == 20
+            assert sample(samples, "msd_serving_songs_scored_total") == 20
+    finally:
+        server.stop()
+
 # --- bad traffic ---
 
 def raw_connection(service):
