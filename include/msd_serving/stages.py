@@ -30,8 +30,12 @@ class VectorAssembler:
         missing = [name for name in self.input_cols if name not in frame]
         if missing:
             raise KeyError("missing input columns: {}".format(", ".join(missing)))
-        columns = [np.asarray(frame[name], dtype=np.float64) for name in self.input_cols]
-        vectors = np.column_stack([c if c.ndim == 2 else c[:, None] for c in columns])
+        columns = [frame[name] for name in self.input_cols]
+        if all(np.ndim(column) == 1 for column in columns):  # numbers only: one copy
+            vectors = np.array(columns, dtype=np.float64).T
+        else:
+            columns = [np.asarray(column, dtype=np.float64) for column in columns]
+            vectors = np.column_stack([c if c.ndim == 2 else c[:, None] for c in columns])
         if np.isnan(vectors).any():  # Spark's handleInvalid="error"
             raise ValueError("VectorAssembler: NaN input values")
         return dict(frame, **{self.output_col: vectors})
