@@ -21,6 +21,7 @@ Access log: logger ``msd_serving.access``, one JSON object per request with its 
 method, route, status, songs scored, latency and model version; never a body, a song
 or a key.
 """
+import glob
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import uuid
 from typing import Any, Dict, Optional
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest)
+                               Histogram, generate_latest, multiprocess)
 
 REQUEST_ID_HEADER = b"x-request-id"
 ACCESS_KEY = "msd.access"      # scope entry the routes fill: songs, model
@@ -75,9 +76,7 @@ class ServiceMetrics:
                                registry=target, multiprocess_mode="max")
         self._served = None  # type: Optional[Dict[str, str]]
         if shared:
-            from prometheus_client import multiprocess
-
-            multiprocess.MultiProcessCollector(self.registry, path=shared)
+            SharedFilesCollector(self.registry, path=shared)
 
     def swapped(self, model: Any) -> None:
         """A new version is served: the info gauge moves and the swap time is set."""
@@ -95,6 +94,17 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
     content_type = CONTENT_TYPE_LATEST
+
+
+class SharedFilesCollector(multiprocess.MultiProcessCollector):
+    """Every worker's metrics files, skipping a file another worker has just created
+    and not yet sized: prometheus-client reads it as corrupt and fails the whole scrape
+    (prometheus/client_python#1199). An empty file holds no value yet."""
+
+    def collect(self) -> Any:
+        files = [path for path in glob.glob(os.path.join(self._path, "*.db"))
+                 if os.path.getsize(path) > 0]
+        return self.merge(files, accumulate=True)
 
 
 def request_id(scope: Dict[str, Any]) -> str:
