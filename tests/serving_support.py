@@ -3,10 +3,15 @@ their timbre features, the training job's pipelines (VectorAssembler → Standar
 msdlib's estimators, decade names appended) fitted with local Spark and saved the way
 the job saves them: ``<run>/models/{decade,year}_<name>/`` named in ``<run>/metrics.json``.
 """
+import asyncio
 import datetime
 import json
+import re
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -114,21 +119,31 @@ def local_spark() -> Any:
             .config("spark.sql.shuffle.partitions", "1").getOrCreate())
 
 
-def request(base: str, method: str, path: str, body: bytes = None,
-            content_type: str = "application/json", connection: Any = None):
-    """(status, decoded JSON) of one HTTP call; reuses ``connection`` when given."""
+def exchange(base: str, method: str, path: str, body: bytes = None,
+             content_type: str = "application/json", connection: Any = None,
+             headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one HTTP call; reuses
+    ``connection`` when given."""
     import http.client
     import urllib.parse
 
     url = urllib.parse.urlsplit(base)
     conn = connection or http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    headers = {"Content-Type": content_type} if body is not None else {}
-    conn.request(method, path, body=body, headers=headers)
+    sent = dict({"Content-Type": content_type} if body is not None else {}, **(headers or {}))
+    conn.request(method, path, body=body, headers=sent)
     reply = conn.getresponse()
-    payload = json.loads(reply.read() or b"null")
+    content = reply.read()
     if connection is None:
         conn.close()
-    return reply.status, payload
+    return reply.status, {k.lower(): v for k, v in reply.getheaders()}, content
+
+
+def request(base: str, method: str, path: str, body: bytes = None,
+            content_type: str = "application/json", connection: Any = None,
+            headers: Optional[Dict[str, str]] = None):
+    """(status, decoded JSON) of one HTTP call; reuses ``connection`` when given."""
+    status, _, content = exchange(base, method, path, body, content_type, connection, headers)
+    return status, json.loads(content or b"null")
 
 
 def songs_json(songs: Dict[str, Any], rows: Sequence[int]) -> bytes:
@@ -149,3 +164,78 @@ def multipart(files: Sequence[tuple], field: str = "file"):
                          boundary, field, name).encode() + content + b"\r\n")
     body = b"".join(parts) + "--{}--\r\n".format(boundary).encode()
     return body, "multipart/form-data; boundary=" + boundary
+
+
+# --- a bounded HTTP load generator: keep-alive clients on 127.0.0.1 ---
+
+@dataclass
+class Reply:
+    started: float    # perf_counter() when the request was sent
+    finished: float   # when its whole response had arrived
+    status: int       # 0: the connection failed
+    body: bytes = b""
+
+
+def http_request(method: str, path: str, body: bytes = b"",
+                 headers: Optional[Dict[str, str]] = None) -> bytes:
+    """The bytes of one HTTP/1.1 keep-alive request."""
+    lines = ["{} {} HTTP/1.1".format(method, path), "Host: 127.0.0.1",
+             "Content-Length: {}".format(len(body))]
+    lines += ["{}: {}".format(name, value) for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _one_client(port: int, request: bytes, deadline: float, replies: List[Reply],
+                      keep_body: bool) -> None:
+    reader = writer = None
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+            body = await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                AttributeError, ValueError):
+            replies.append(Reply(started, time.perf_counter(), 0))
+            writer = _closed(writer)
+            await asyncio.sleep(0.01)
+            continue
+        replies.append(Reply(started, time.perf_counter(), status,
+                             body if keep_body or status != 200 else b""))
+    _closed(writer)
+
+
+def _closed(writer: Any) -> None:
+    if writer is not None:
+        writer.close()
+    return None
+
+
+async def _load(port: int, request: bytes, clients: int, seconds: float,
+                keep_body: bool) -> List[Reply]:
+    replies = []  # type: List[Reply]
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(_one_client(port, request, deadline, replies, keep_body)
+                           for _ in range(clients)))
+    return replies
+
+
+def load(port: int, request: bytes, clients: int, seconds: float,
+         keep_body: bool = False) -> List[Reply]:
+    """``clients`` keep-alive connections sending ``request`` back to back for
+    ``seconds`` (each finishes its last request). Bodies of 200s kept on demand."""
+    return asyncio.run(_load(port, request, clients, seconds, keep_body))
+
+
+def load_in_thread(port: int, request: bytes, clients: int, seconds: float,
+                   keep_body: bool = False) -> Tuple[threading.Thread, List[List[Reply]]]:
+    """``load`` in a background thread: (the started thread, [replies] once joined)."""
+    out = []  # type: List[List[Reply]]
+    thread = threading.Thread(target=lambda: out.append(
+        load(port, request, clients, seconds, keep_body)), daemon=True)
+    thread.start()
+    return thread, out

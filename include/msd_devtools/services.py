@@ -184,17 +184,23 @@ def mlflow_uri(port: int = 5000) -> str:
 
 def serving_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 8000,
                     run_uri: str = "", tracking_uri: str = "",
-                    poll_seconds: float = 30.0, env: Optional[Dict[str, str]] = None
-                    ) -> ManagedProcess:
+                    poll_seconds: float = 30.0, env: Optional[Dict[str, str]] = None,
+                    workers: int = 1, api_keys_file: str = "") -> ManagedProcess:
     """The prediction service (uvicorn): a run folder, or MLflow's champion alias.
-    Ready once /health answers, even 503 "no model yet" (the alias may be unset)."""
+    API keys reach it as in docker-compose: the file named by
+    $MSD_SERVING_API_KEYS_FILE (``api_keys_file``) and/or $MSD_SERVING_API_KEYS, from
+    this environment or ``env``. Ready once /health/live answers, with or without a
+    model (the alias may be unset: /health/ready says 503)."""
     argv = [sys.executable, "-m", "msd_serving.app", "--host", HOST, "--port", str(port),
-            "--poll-seconds", str(poll_seconds)]
+            "--poll-seconds", str(poll_seconds), "--workers", str(workers)]
     argv += ["--run-uri", run_uri] if run_uri else [
         "--tracking-uri", tracking_uri or DEFAULT_TRACKING_URI]
+    service_env = dict(env or {})
+    if api_keys_file:
+        service_env["MSD_SERVING_API_KEYS_FILE"] = str(Path(api_keys_file).resolve())
     return ManagedProcess("serving", argv, port, state_dir,
-                          lambda: _http_answers(f"{serving_uri(port)}/health"),
-                          env=dict(env or {}))
+                          lambda: _http_answers(f"{serving_uri(port)}/health/live"),
+                          env=service_env)
 
 
 def serving_uri(port: int = 8000) -> str:
@@ -305,7 +311,9 @@ def _services(args: argparse.Namespace) -> List[ManagedProcess]:
              spark_worker_service(state_dir, args.spark_port, args.spark_webui_port,
                                   args.spark_webui_port + 1)]
     mlflow = mlflow_service(state_dir, args.mlflow_port)
-    serving = serving_service(state_dir, args.serving_port, args.run_uri)
+    serving = serving_service(state_dir, args.serving_port, args.run_uri,
+                              workers=args.serving_workers,
+                              api_keys_file=args.serving_api_keys_file)
     return {"mongo": [mongo], "spark": spark, "mlflow": [mlflow], "serving": [serving],
             "all": [mongo] + spark + [mlflow, serving]}[args.which]
 
@@ -326,6 +334,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--run-uri", default=os.environ.get("MSD_SERVING_RUN_URI", ""),
                         help="serving: this training run folder instead of MLflow's "
                              "champion ($MLFLOW_TRACKING_URI, default 127.0.0.1:5000)")
+    parser.add_argument("--serving-api-keys-file",
+                        default=os.environ.get("MSD_SERVING_API_KEYS_FILE", ""),
+                        help="serving: file of API keys, one per line (or keys in "
+                             "$MSD_SERVING_API_KEYS); /predict and /model then need one")
+    parser.add_argument("--serving-workers", type=int,
+                        default=int(os.environ.get("MSD_SERVING_WORKERS", 1)),
+                        help="serving: worker processes")
     args = parser.parse_args(argv)
     services = _services(args)
     try:

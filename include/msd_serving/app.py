@@ -9,106 +9,53 @@
   "year_rounded", "decade"}]}``; ``year`` is the year model's output, ``year_rounded``
   that value rounded and clipped to the training years (as stored imputations are);
 * ``GET /model``: the version served, its source and the inputs it reads;
-  ``POST /model/refresh`` re-checks the source now;
-* ``GET /health``: 200 when a model is served, 503 (with the reason) before.
+  ``POST /model/refresh`` (admin: always needs an API key) re-checks the source now;
+* ``GET /health/live``: 200 while the process answers; ``GET /health/ready`` (and its
+  alias ``GET /health``): 200 when a model is served, 503 (with the reason) before;
+* ``GET /metrics``: Prometheus text format (msd_serving.observability).
 
-Bad input is a 4xx with a ``detail`` message: 400 unreadable JSON, 413 too large,
-415 another content type, 422 a song the model cannot score.
+API keys (msd_serving.security, msd_serving.settings): ``X-API-Key`` header; 401
+without one, 403 with a wrong one. Bad input is a 4xx with a ``detail`` message: 400
+unreadable JSON or multipart, 408 a body too slow to arrive, 413 too large, 415 another
+content type, 422 a song the model cannot score. Every answer carries an
+``X-Request-ID`` (the caller's, or a new one) that the access log line repeats.
 
-Settings come from the command line or the environment: $MSD_SERVING_RUN_URI (a run
-folder) or $MLFLOW_TRACKING_URI (alias ``champion`` of ``msd-song-year``),
-$MSD_SERVING_POLL_SECONDS, $MSD_SERVING_MAX_SONGS, $MSD_SERVING_MAX_UPLOAD_BYTES.
+Worker model: one event loop per worker process. Requests are read, authorised and
+answered on the loop; a JSON body up to ``inline_body_bytes`` (about 16 songs) is
+parsed and scored there (well under a millisecond), larger bodies and uploads in the
+thread pool so a big batch never stalls other requests. ``--workers N`` runs N
+processes on one port (metrics shared through $PROMETHEUS_MULTIPROC_DIR).
 """
 import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
-from dataclasses import dataclass
+import tempfile
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from msd_serving.champion import (ChampionWatcher, MlflowAliasSource, RunFolderSource,
-                                  ServedModel)
+from msd_serving.champion import ChampionWatcher, ServedModel
 from msd_serving.inputs import InputError
+from msd_serving.limits import (BodyGuard, BodyTooLarge, BodyTooSlow, HeaderDeadlineProtocol,
+                                too_large, too_slow)
+from msd_serving.observability import (ACCESS_KEY, Observed, ServiceMetrics,
+                                       configure_logging, multiprocess_dir)
+from msd_serving.security import KEY_HEADER, ApiKeys
+from msd_serving.settings import ServingSettings, SettingsError
 
 HOST = "127.0.0.1"
 JSON_TYPE = "application/json"
 MULTIPART_TYPE = "multipart/form-data"
-
-
-@dataclass(frozen=True)
-class ServingSettings:
-    run_uri: str = ""        # a run folder served directly, or
-    tracking_uri: str = ""   # the MLflow server whose champion alias is served
-    poll_seconds: float = 30.0
-    max_songs: int = 10000
-    max_upload_bytes: int = 64 * 1024 * 1024
-    max_files: int = 100
-
-    def source(self) -> Any:
-        if self.run_uri:
-            return RunFolderSource(self.run_uri)
-        if self.tracking_uri:
-            return MlflowAliasSource(self.tracking_uri)
-        raise ValueError("no model source: give a run folder (--run-uri, "
-                         "$MSD_SERVING_RUN_URI) or an MLflow server (--tracking-uri, "
-                         "$MLFLOW_TRACKING_URI)")
-
-    @classmethod
-    def from_env(cls, env: Optional[Dict[str, str]] = None) -> "ServingSettings":
-        env = os.environ if env is None else env
-        defaults = cls()
-        return cls(run_uri=env.get("MSD_SERVING_RUN_URI", ""),
-                   tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
-                   poll_seconds=float(env.get("MSD_SERVING_POLL_SECONDS",
-                                              defaults.poll_seconds)),
-                   max_songs=int(env.get("MSD_SERVING_MAX_SONGS", defaults.max_songs)),
-                   max_upload_bytes=int(env.get("MSD_SERVING_MAX_UPLOAD_BYTES",
-                                                defaults.max_upload_bytes)))
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` (by Content-Length up front,
-    by counting for chunked uploads) before they are buffered."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await too_large(self.max_bytes)(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge()
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-def too_large(max_bytes: int) -> JSONResponse:
-    return JSONResponse({"detail": "request body over the {} byte limit".format(max_bytes)},
-                        status_code=413)
-
-
+KEY_PARAMETER = {"parameters": [{
+    "name": KEY_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "One of the service's API keys: always needed for /model/refresh, "
+                   "for /predict and /model when the service requires keys"}]}
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
     JSON_TYPE: {"schema": {"type": "object", "required": ["songs"], "properties": {
         "songs": {"type": "array", "minItems": 1, "items": {
@@ -128,69 +75,124 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
 def create_app(settings: Optional[ServingSettings] = None,
                watcher: Optional[ChampionWatcher] = None) -> FastAPI:
     settings = settings or ServingSettings.from_env()
-    watcher = watcher or ChampionWatcher(settings.source(), settings.poll_seconds)
+    keys = ApiKeys(settings.api_keys())
+    keys_required = settings.keys_required(len(keys))
+    metrics = ServiceMetrics()
+    watcher = watcher or ChampionWatcher(settings.source(), settings.poll_seconds,
+                                         on_swap=metrics.swapped, on_failure=metrics.failed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watcher.start()
+        await run_in_threadpool(watcher.start)
         yield
         watcher.stop()
+        if multiprocess_dir():
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(title="MSD song year prediction", version="1", lifespan=lifespan,
                   description="Predicts a song's release year and decade from its timbre "
                               "with the champion models of the MSD pipeline.")
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
-    app.state.watcher = watcher
+    app.add_middleware(BodyGuard, max_bytes=settings.max_upload_bytes,
+                       body_seconds=settings.body_seconds)
+    app.add_middleware(Observed, metrics=metrics)
+    app.state.watcher, app.state.metrics = watcher, metrics
 
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return too_large(settings.max_upload_bytes)
 
-    @app.get("/health")
-    def health() -> JSONResponse:
+    @app.exception_handler(BodyTooSlow)
+    async def body_too_slow(request: Request, exc: BodyTooSlow) -> JSONResponse:
+        return too_slow(settings.body_seconds)
+
+    def authorised(request: Request, admin: bool = False) -> None:
+        """Checked in the routes themselves: a FastAPI dependency costs more per
+        request than the check."""
+        if admin or keys_required:
+            keys.check(request.headers.get(KEY_HEADER),
+                       "{} {}".format(request.method, request.url.path))
+
+    @app.get("/health/live")
+    async def live() -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
         model = watcher.model
         if model is None:
             return JSONResponse({"status": "no_model", "detail": watcher.last_error},
                                 status_code=503)
         return JSONResponse({"status": "ok", "model": model.label})
 
-    @app.get("/model")
-    def model_info() -> Dict[str, Any]:
-        return dict(served(watcher).describe(), watcher=watcher.status())
+    app.add_api_route("/health", ready, methods=["GET"],
+                      summary="Alias of /health/ready")
 
-    @app.post("/model/refresh")
-    def refresh() -> Dict[str, Any]:
+    @app.get("/metrics")
+    def metrics_text() -> Response:
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
+    @app.get("/model", openapi_extra=KEY_PARAMETER)
+    async def model_info(request: Request) -> JSONResponse:
+        authorised(request)
+        model = served(watcher, request)
+        return JSONResponse(dict(model.describe(), watcher=watcher.status()))
+
+    @app.post("/model/refresh", openapi_extra=KEY_PARAMETER)
+    def refresh(request: Request) -> JSONResponse:
+        authorised(request, admin=True)
         changed = watcher.refresh()
-        return dict(served(watcher).describe(), changed=changed, watcher=watcher.status())
+        model = served(watcher, request)
+        return JSONResponse(dict(model.describe(), changed=changed, watcher=watcher.status()))
 
-    @app.post("/predict", openapi_extra=PREDICT_BODY)
-    async def predict(request: Request) -> Dict[str, Any]:
-        model = served(watcher)  # one version for the whole request
+    @app.post("/predict", openapi_extra=dict(PREDICT_BODY, **KEY_PARAMETER))
+    async def predict(request: Request) -> JSONResponse:
+        authorised(request)
+        model = served(watcher, request)  # one version for the whole request
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if content_type == JSON_TYPE:
-                ids, timbre, fields = model.inputs.from_json(
-                    songs_of(await request.body()), settings.max_songs)
+                body = await request.body()
+                if len(body) <= settings.inline_body_bytes:
+                    answer = score_json(model, body, settings.max_songs)
+                else:
+                    answer = await run_in_threadpool(score_json, model, body,
+                                                     settings.max_songs)
             elif content_type == MULTIPART_TYPE:
                 ids, timbre, fields = await uploaded_songs(request, model, settings)
+                answer = await run_in_threadpool(score, model, ids, timbre, fields)
             else:
                 raise HTTPException(415, "send {} ({{\"songs\": [...]}}) or {} (MSD .h5 "
                                          "files in field 'file')".format(JSON_TYPE,
                                                                          MULTIPART_TYPE))
         except InputError as exc:
             raise HTTPException(422, str(exc)) from exc
-        years, decades = model.predict(model.inputs.frame(timbre, fields))
-        return {"model": {"label": model.label, "registry_version": model.ref.registry_version,
-                          "run_id": model.run_id},
-                "predictions": predictions(ids, years, decades, model.year_bounds())}
+        request.scope[ACCESS_KEY]["songs"] = len(answer["predictions"])
+        return JSONResponse(answer)
 
     return app
 
 
-def served(watcher: ChampionWatcher) -> ServedModel:
+def score_json(model: ServedModel, body: bytes, max_songs: int) -> Dict[str, Any]:
+    ids, timbre, fields = model.inputs.from_json(songs_of(body), max_songs)
+    return score(model, ids, timbre, fields)
+
+
+def score(model: ServedModel, ids: List[Optional[str]], timbre: np.ndarray,
+          fields: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    years, decades = model.predict(model.inputs.frame(timbre, fields))
+    return {"model": {"label": model.label, "registry_version": model.ref.registry_version,
+                      "run_id": model.run_id},
+            "predictions": predictions(ids, years, decades, model.year_bounds())}
+
+
+def served(watcher: ChampionWatcher, request: Request) -> ServedModel:
+    """The model serving this request (named in its access-log line), or a 503."""
     model = watcher.model
     if model is None:
         raise HTTPException(503, "no model served yet: {}".format(watcher.last_error))
+    request.scope[ACCESS_KEY]["model"] = model.label
     return model
 
 
@@ -231,9 +233,15 @@ def predictions(ids: List[Optional[str]], years: np.ndarray, decades: np.ndarray
             for track_id, year, decade in zip(ids, years, decades)]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    import uvicorn
+def app_from_env() -> FastAPI:
+    """The app of one worker process, from the settings ``main`` exported."""
+    settings = ServingSettings.from_env()
+    configure_logging()
+    HeaderDeadlineProtocol.header_seconds = settings.header_seconds
+    return create_app(settings)
 
+
+def arguments(argv: Optional[List[str]]) -> Tuple[argparse.Namespace, ServingSettings]:
     env = ServingSettings.from_env()
     parser = argparse.ArgumentParser(prog="python -m msd_serving.app",
                                      description="The MSD song year prediction service.")
@@ -245,17 +253,63 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--tracking-uri", default=env.tracking_uri,
                         help="serve the 'champion' alias of msd-song-year on this MLflow")
     parser.add_argument("--poll-seconds", type=float, default=env.poll_seconds)
+    parser.add_argument("--workers", type=int, default=env.workers,
+                        help="worker processes (default 1; see docs/serving.md)")
+    parser.add_argument("--api-keys-file", default=env.api_keys_file,
+                        help="file of API keys, one per line")
+    parser.add_argument("--require-keys", choices=["auto", "true", "false"],
+                        default={None: "auto", True: "true", False: "false"}[env.require_keys],
+                        help="/predict and /model need a key: auto = when keys are "
+                             "configured; true without a key refuses to start")
     args = parser.parse_args(argv)
-    settings = ServingSettings(run_uri=args.run_uri, tracking_uri=args.tracking_uri,
-                               poll_seconds=args.poll_seconds, max_songs=env.max_songs,
-                               max_upload_bytes=env.max_upload_bytes)
+    overrides = {"run_uri": args.run_uri, "tracking_uri": args.tracking_uri,
+                 "poll_seconds": args.poll_seconds, "workers": args.workers,
+                 "api_keys_file": args.api_keys_file,
+                 "require_keys": {"auto": None, "true": True, "false": False}[
+                     args.require_keys]}
+    return args, ServingSettings(**dict(vars(env), **overrides))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import uvicorn
+
+    args, settings = arguments(argv)
     try:
-        app = create_app(settings)
-    except ValueError as exc:
+        settings.source()
+        settings.keys_required(len(settings.api_keys()))
+    except SettingsError as exc:
         print("error: {}".format(exc), file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    os.environ.update(settings.to_env())  # what each worker's app_from_env reads
+    shared = metrics_dir(settings.workers)
+    try:
+        uvicorn.run("msd_serving.app:app_from_env", factory=True, host=args.host,
+                    port=args.port, workers=settings.workers,
+                    http="msd_serving.limits:HeaderDeadlineProtocol",
+                    limit_concurrency=settings.max_connections,
+                    timeout_keep_alive=settings.keep_alive_seconds,
+                    timeout_graceful_shutdown=10, access_log=False, log_level="warning")
+    finally:
+        if shared:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
+
+
+def metrics_dir(workers: int) -> Optional[str]:
+    """With several workers: an empty directory for their shared metrics, exported as
+    $PROMETHEUS_MULTIPROC_DIR (the one given, emptied, else a new one: returned to be
+    removed on exit)."""
+    if workers <= 1:
+        return None
+    given = multiprocess_dir()
+    if given:
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+        return None
+    created = tempfile.mkdtemp(prefix="msd-serving-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    return created
 
 
 if __name__ == "__main__":

@@ -172,8 +172,13 @@ class ChampionWatcher:
     """Holds the served model and swaps in a new version when the source changes."""
 
     def __init__(self, source: Any, poll_seconds: float,
-                 loader: Callable[[VersionRef], ServedModel] = load_version) -> None:
+                 loader: Callable[[VersionRef], ServedModel] = load_version,
+                 on_swap: Callable[[ServedModel], None] = lambda model: None,
+                 on_failure: Callable[[str], None] = lambda stage: None) -> None:
+        """``on_swap(model)`` after a new version is served; ``on_failure(stage)`` when
+        a refresh fails resolving the source (``resolve``) or loading (``load``)."""
         self.source, self.poll_seconds, self.loader = source, poll_seconds, loader
+        self.on_swap, self.on_failure = on_swap, on_failure
         self.model = None  # type: Optional[ServedModel]
         self.last_error = None  # type: Optional[str]
         self.last_checked_at = None  # type: Optional[str]
@@ -185,18 +190,22 @@ class ChampionWatcher:
         """Re-resolve the source; load and swap if it changed. True when swapped."""
         with self._lock:
             self.last_checked_at = _now()
+            stage = "resolve"
             try:
                 ref = self.source.resolve()
                 if self.model is not None and self.model.ref.identity == ref.identity:
                     self.last_error = None
                     return False
+                stage = "load"
                 model = self.loader(ref)
             except Exception as exc:  # keep serving the old version, say why
                 self.last_error = "{}: {}".format(type(exc).__name__, exc)
-                log.warning("model refresh failed: %s", self.last_error)
+                log.warning("model refresh failed (%s): %s", stage, self.last_error)
+                self.on_failure(stage)
                 return False
             self.model, self.last_error = model, None
             log.info("serving %s from %s", model.label, ref.run_uri)
+            self.on_swap(model)
             return True
 
     def start(self) -> None:

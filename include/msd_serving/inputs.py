@@ -96,8 +96,10 @@ class ModelInputs:
         if len(timbre) != FEATURE_COUNT:
             raise InputError("{}: 'timbre' has {} values, expected {} (the UCI timbre "
                              "features)".format(where, len(timbre), FEATURE_COUNT))
-        for position, value in enumerate(timbre):
-            _check_number("{}: timbre[{}]".format(where, position), value)
+        if not all(type(value) is int or (type(value) is float and value - value == 0.0)
+                   for value in timbre):  # not only plain finite numbers (inf - inf: nan)
+            for position, value in enumerate(timbre):  # the first bad value, named
+                _check_number("{}: timbre[{}]".format(where, position), value)
         values = {}
         for name in self.song_fields:
             if name not in song:

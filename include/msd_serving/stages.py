@@ -30,8 +30,12 @@ class VectorAssembler:
         missing = [name for name in self.input_cols if name not in frame]
         if missing:
             raise KeyError("missing input columns: {}".format(", ".join(missing)))
-        columns = [np.asarray(frame[name], dtype=np.float64) for name in self.input_cols]
-        vectors = np.column_stack([c if c.ndim == 2 else c[:, None] for c in columns])
+        columns = [frame[name] for name in self.input_cols]
+        if all(np.ndim(column) == 1 for column in columns):  # numbers only: one copy
+            vectors = np.array(columns, dtype=np.float64).T
+        else:
+            columns = [np.asarray(column, dtype=np.float64) for column in columns]
+            vectors = np.column_stack([c if c.ndim == 2 else c[:, None] for c in columns])
         if np.isnan(vectors).any():  # Spark's handleInvalid="error"
             raise ValueError("VectorAssembler: NaN input values")
         return dict(frame, **{self.output_col: vectors})
@@ -130,12 +134,11 @@ class Trees:
         return self.values[nodes]
 
     def weighted_sum(self, features: np.ndarray) -> np.ndarray:
-        """Σ weight_t x value_t, summed tree after tree like Spark's loops."""
+        """Σ weight_t x value_t, summed tree after tree like Spark's loops
+        (``np.add.accumulate`` adds strictly in order, unlike ``np.sum``)."""
         leaves = self.leaf_values(features)
-        total = np.zeros(leaves.shape[:1] + leaves.shape[2:])
-        for tree, weight in enumerate(self.weights):
-            total = total + leaves[:, tree] * weight
-        return total
+        weights = self.weights.reshape((1, -1) + (1,) * (leaves.ndim - 2))
+        return np.add.accumulate(leaves * weights, axis=1)[:, -1]
 
 
 @dataclass

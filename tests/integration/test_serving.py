@@ -23,6 +23,9 @@ YEAR_MODELS = ["linear_regression", "random_forest_regressor", "gbt_regressor"]
 RUN_A = ("logistic_regression", "linear_regression")
 RUN_B = ("random_forest_classifier", "gbt_regressor")
 MAX_UPLOAD_BYTES = 300_000
+FILE_KEY, ENV_KEY = "key-from-the-keys-file-3f9c", "key-from-the-environment-81d2"
+AUTH = {"X-API-Key": FILE_KEY}
+BODY_SECONDS, HEADER_SECONDS = 2, 2
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +122,20 @@ def runs(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(runs, tmp_path_factory):
+    """The service as docker-compose runs it: keys required (one from a keys file, one
+    from $MSD_SERVING_API_KEYS), with short body and header deadlines."""
+    state = tmp_path_factory.mktemp("serving-state")
+    (state / "api-keys").write_text("# the test's keys\n{}\n".format(FILE_KEY))
     port = services.free_port()
     server = services.serving_service(
-        tmp_path_factory.mktemp("serving-state"), port, run_uri=str(runs["champion"]),
-        poll_seconds=0.5, env={"MSD_SERVING_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)})
+        state, port, run_uri=str(runs["champion"]), poll_seconds=0.5,
+        api_keys_file=str(state / "api-keys"),
+        env={"MSD_SERVING_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+             "MSD_SERVING_API_KEYS": ENV_KEY, "MSD_SERVING_REQUIRE_KEYS": "true",
+             "MSD_SERVING_BODY_SECONDS": str(BODY_SECONDS),
+             "MSD_SERVING_HEADER_SECONDS": str(HEADER_SECONDS)})
     pid = server.start()
-    yield {"base": services.serving_uri(port), "pid": pid, "server": server}
+    yield {"base": services.serving_uri(port), "port": port, "pid": pid, "server": server}
     server.stop()
     assert not services.port_in_use(port)
 
@@ -139,7 +150,7 @@ def point_champion(runs, run_id):
 def wait_for_label(base, label, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, model = support.request(base, "GET", "/model")
+        status, model = support.request(base, "GET", "/model", headers=AUTH)
         if status == 200 and model["label"] == label:
             return model
         time.sleep(0.2)
@@ -147,9 +158,11 @@ def wait_for_label(base, label, timeout=20.0):
 
 
 def test_health_and_model_describe_the_champion(service):
-    assert support.request(service["base"], "GET", "/health") == (
-        200, {"status": "ok", "model": "run-a/logistic_regression+linear_regression"})
-    status, model = support.request(service["base"], "GET", "/model")
+    ready = (200, {"status": "ok", "model": "run-a/logistic_regression+linear_regression"})
+    assert support.request(service["base"], "GET", "/health/ready") == ready
+    assert support.request(service["base"], "GET", "/health") == ready  # the alias
+    assert support.request(service["base"], "GET", "/health/live") == (200, {"status": "alive"})
+    status, model = support.request(service["base"], "GET", "/model", headers=AUTH)
     assert status == 200
     assert (model["run_id"], model["decade_model"], model["year_model"]) == ("run-a",) + RUN_A
     assert model["inputs"]["song_fields"] == ["loudness", "tempo"]
@@ -159,7 +172,8 @@ def test_health_and_model_describe_the_champion(service):
 @pytest.mark.parametrize("rows", [[0], list(range(100))])
 def test_predictions_match_spark(service, trained, rows):
     status, reply = support.request(service["base"], "POST", "/predict",
-                                    support.songs_json(trained["songs"], rows))
+                                    support.songs_json(trained["songs"], rows),
+                                    headers=AUTH)
     assert status == 200, reply
     assert reply["model"]["label"] == "run-a/logistic_regression+linear_regression"
     predictions = reply["predictions"]
@@ -179,7 +193,7 @@ def test_uploaded_msd_files_score_like_their_features(service, tmp_path):
     paths = generate_songs(str(tmp_path), 2, seed=5)
     files = [(os.path.basename(path), Path(path).read_bytes()) for path in paths]
     status, reply = support.request(service["base"], "POST", "/predict",
-                                    *support.multipart(files))
+                                    *support.multipart(files), headers=AUTH)
     assert status == 200, reply
     songs = [read_song(path) for path in paths]
     assert [p["track_id"] for p in reply["predictions"]] == [
@@ -188,7 +202,8 @@ def test_uploaded_msd_files_score_like_their_features(service, tmp_path):
         {"timbre": timbre_features(song["analysis"]["segments_timbre"]).tolist(),
          "loudness": song["analysis"]["songs"]["loudness"],
          "tempo": song["analysis"]["songs"]["tempo"]} for song in songs]}).encode()
-    _, from_features = support.request(service["base"], "POST", "/predict", as_json)
+    _, from_features = support.request(service["base"], "POST", "/predict", as_json,
+                                       headers=AUTH)
     assert [(p["year"], p["decade"]) for p in reply["predictions"]] == [
         (p["year"], p["decade"]) for p in from_features["predictions"]]
 
@@ -216,7 +231,8 @@ def body(*songs):
     (b"year please", "text/plain", 415, "multipart/form-data"),
 ])
 def test_bad_json_input_is_a_clear_4xx(service, payload, content_type, status, message):
-    got, reply = support.request(service["base"], "POST", "/predict", payload, content_type)
+    got, reply = support.request(service["base"], "POST", "/predict", payload, content_type,
+                                 headers=AUTH)
     assert got == status
     assert message in reply["detail"]
 
@@ -229,7 +245,7 @@ def test_bad_json_input_is_a_clear_4xx(service, payload, content_type, status, m
 ])
 def test_bad_uploads_are_a_clear_4xx(service, files, status, message):
     got, reply = support.request(service["base"], "POST", "/predict",
-                                 *support.multipart(files))
+                                 *support.multipart(files), headers=AUTH)
     assert got == status
     assert message in reply["detail"]
 
@@ -241,7 +257,8 @@ def test_champion_switch_without_restart(service, runs, trained):
                                "run-b/random_forest_classifier+gbt_regressor")
         assert model["run_uri"] == str(runs["root"] / "run-b")
         status, reply = support.request(service["base"], "POST", "/predict",
-                                        support.songs_json(trained["songs"], range(50)))
+                                        support.songs_json(trained["songs"], range(50)),
+                                        headers=AUTH)
         assert status == 200
         assert [p["decade"] for p in reply["predictions"]] == [
             int(decade) for decade in trained["expected"][RUN_B[0]][:50]]
@@ -263,7 +280,8 @@ def test_broken_new_version_keeps_the_old_one_serving(service, runs):
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            status, model = support.request(service["base"], "POST", "/model/refresh")
+            status, model = support.request(service["base"], "POST", "/model/refresh",
+                                            headers=AUTH)
             if model["watcher"]["last_error"]:
                 break
             time.sleep(0.2)
@@ -273,6 +291,303 @@ def test_broken_new_version_keeps_the_old_one_serving(service, runs):
         assert support.request(service["base"], "GET", "/health")[0] == 200
     finally:
         point_champion(runs, "run-a")
+
+
+# --- credentials, metrics, request ids, probes ---
+
+OPEN_ROUTES = [("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready"),
+               ("GET", "/metrics")]
+KEYED_ROUTES = [("GET", "/model"), ("POST", "/predict"), ("POST", "/model/refresh")]
+
+
+def route_call(service, method, path, key):
+    headers = {} if key is None else {"X-API-Key": key}
+    payload = body(song()) if path == "/predict" else None
+    return support.exchange(service["base"], method, path, payload, headers=headers)
+
+
+@pytest.mark.parametrize("method,path", OPEN_ROUTES + KEYED_ROUTES)
+@pytest.mark.parametrize("key", [None, "wrong-key", FILE_KEY, ENV_KEY])
+def test_keys_on_every_route(service, method, path, key):
+    status, _, content = route_call(service, method, path, key)
+    if (method, path) in OPEN_ROUTES or key in (FILE_KEY, ENV_KEY):
+        assert status == 200, content
+    elif key is None:
+        assert status == 401
+        assert "needs an API key: send it in the X-API-Key header" \
+            in json.loads(content)["detail"]
+    else:
+        assert status == 403
+        assert json.loads(content) == {
+            "detail": "the API key in the X-API-Key header is not valid"}
+
+
+def test_keys_never_reach_the_log(service):
+    for key in ("wrong-key-c4be", FILE_KEY, ENV_KEY):
+        route_call(service, "POST", "/predict", key)
+    log = service["server"].log_file.read_text()
+    assert "/predict" in log
+    for key in ("wrong-key-c4be", FILE_KEY, ENV_KEY):
+        assert key not in log
+
+
+def metric_samples(base):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, headers, text = support.exchange(base, "GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples}
+
+
+def sample(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_parse_and_move_with_traffic(service, trained):
+    before = metric_samples(service["base"])
+    for _ in range(3):
+        status, _ = support.request(service["base"], "POST", "/predict",
+                                    support.songs_json(trained["songs"], [0, 1]), headers=AUTH)
+        assert status == 200
+    assert support.request(service["base"], "POST", "/predict", body(song()))[0] == 401
+    after = metric_samples(service["base"])
+    ok = {"route": "/predict", "method": "POST", "status": "200"}
+    assert sample(after, "msd_serving_requests_total", **ok) \
+        - sample(before, "msd_serving_requests_total", **ok) == 3
+    assert sample(after, "msd_serving_requests_total", **dict(ok, status="401")) \
+        - sample(before, "msd_serving_requests_total", **dict(ok, status="401")) == 1
+    assert sample(after, "msd_serving_songs_scored_total") \
+        - sample(before, "msd_serving_songs_scored_total") == 6
+    latency = "msd_serving_request_duration_seconds_count"
+    assert sample(after, latency, route="/predict") - sample(before, latency,
+                                                             route="/predict") == 4
+    assert sample(after, "msd_serving_model_info", run_id="run-a", registry_version="",
+                  label="run-a/logistic_regression+linear_regression") == 1
+    assert sample(after, "msd_serving_model_last_swap_timestamp_seconds") > 0
+
+
+def test_request_ids_and_one_access_line_per_request(service, trained):
+    status, headers, _ = support.exchange(
+        service["base"], "POST", "/predict", support.songs_json(trained["songs"], [3, 4]),
+        headers=dict(AUTH, **{"X-Request-ID": "client-id-42"}))
+    assert status == 200 and headers["x-request-id"] == "client-id-42"
+    _, generated, _ = support.exchange(service["base"], "GET", "/health/live",
+                                       headers={"X-Request-ID": "bad id\twith spaces"})
+    assert len(generated["x-request-id"]) == 32 and " " not in generated["x-request-id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in service["server"].log_file.read_text()
+                 .splitlines() if "client-id-42" in line]
+        if lines:
+            break
+        time.sleep(0.1)
+    [line] = lines
+    assert {k: line[k] for k in ("method", "route", "status", "songs", "model")} == {
+        "method": "POST", "route": "/predict", "status": 200, "songs": 2,
+        "model": "run-a/logistic_regression+linear_regression"}
+    assert line["latency_ms"] > 0
+    assert trained["songs"]["track_ids"][3] not in service["server"].log_file.read_text()
+
+
+def test_readiness_before_and_after_a_model_and_admin_without_keys(runs, tmp_path):
+    """No keys configured: /predict is open, /model/refresh refused; the link names no
+    run yet, so the service is live but not ready until it does."""
+    link = tmp_path / "champion"
+    link.symlink_to(tmp_path / "not-yet")
+    port = services.free_port()
+    server = services.serving_service(tmp_path, port, run_uri=str(link), poll_seconds=0.3)
+    server.start()
+    base = services.serving_uri(port)
+    try:
+        assert support.request(base, "GET", "/health/live")[0] == 200
+        status, ready = support.request(base, "GET", "/health/ready")
+        assert status == 503 and "metrics.json" in ready["detail"]
+        assert support.request(base, "POST", "/predict", body(song()))[0] == 503
+        failures = sample(metric_samples(base), "msd_serving_model_load_failures_total",
+                          stage="resolve")
+        assert failures >= 1
+        temporary = tmp_path / "champion.new"
+        temporary.symlink_to(runs["root"] / "run-a")
+        os.replace(temporary, link)
+        deadline = time.monotonic() + 20
+        while support.request(base, "GET", "/health/ready")[0] != 200:
+            assert time.monotonic() < deadline, "not ready 20 s after the run appeared"
+            time.sleep(0.2)
+        assert support.request(base, "POST", "/predict", body(song()))[0] == 200
+        status, refused = support.request(base, "POST", "/model/refresh")
+        assert status == 401 and "none is configured" in refused["detail"]
+    finally:
+        server.stop()
+
+
+def test_swap_under_concurrent_load_fails_no_request(service, runs, trained):
+    """Eight keep-alive clients post one song for 4 s; halfway the champion moves to
+    run B and /model/refresh is called: every answer is a 200 naming one version and
+    carrying that version's scores, A before the refresh, B after it returned."""
+    expected = {"run-a/logistic_regression+linear_regression": RUN_A,
+                "run-b/random_forest_classifier+gbt_regressor": RUN_B}
+    request = support.http_request("POST", "/predict", support.songs_json(trained["songs"], [7]),
+                                   dict(AUTH, **{"Content-Type": "application/json"}))
+    thread, out = support.load_in_thread(service["port"], request, 8, 4.0, keep_body=True)
+    try:
+        time.sleep(2.0)
+        point_champion(runs, "run-b")
+        sent = time.perf_counter()
+        status, refreshed = support.request(service["base"], "POST", "/model/refresh",
+                                            headers=AUTH)
+        returned = time.perf_counter()
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        point_champion(runs, "run-a")
+        wait_for_label(service["base"], "run-a/logistic_regression+linear_regression")
+    assert status == 200 and refreshed["changed"]
+    replies = out[0]
+    assert len(replies) > 50 and {reply.status for reply in replies} == {200}
+    labels = set()
+    for reply in replies:
+        answer = json.loads(reply.body)
+        label = answer["model"]["label"]
+        labels.add(label)
+        decade_model, year_model = expected[label]
+        [prediction] = answer["predictions"]
+        assert prediction["decade"] == int(trained["expected"][decade_model][7])
+        assert abs(prediction["year"] - trained["expected"][year_model][7]) <= 1e-6
+        if reply.finished < sent:
+            assert label.startswith("run-a/")
+        if reply.started > returned:
+            assert label.startswith("run-b/")
+    assert labels == set(expected)
+
+
+
+def test_two_workers_answer_with_the_metrics_of_both(runs, tmp_path):
+    """--workers 2: whichever worker answers /metrics reports both workers' traffic
+    (every scrape counts all 20 requests) and both serve the model (info gauge 2)."""
+    port = services.free_port()
+    server = services.serving_service(tmp_path, port, run_uri=str(runs["root"] / "run-a"),
+                                      workers=2)
+    server.start()
+    base = services.serving_uri(port)
+    try:
+        deadline = time.monotonic() + 30
+        label = {"label": "run-a/logistic_regression+linear_regression", "run_id": "run-a",
+                 "registry_version": ""}
+        while sample(metric_samples(base), "msd_serving_model_info", **label) != 2:
+            assert time.monotonic() < deadline, "the second worker never served the model"
+            time.sleep(0.3)
+        for _ in range(20):  # a new connection each: the kernel spreads them
+            assert support.request(base, "POST", "/predict", body(song()))[0] == 200
+        for _ in range(6):
+            samples = metric_samples(base)
+            assert sample(samples, "msd_serving_requests_total", route="/predict",
+                          method="POST", status="200") == 20
+            assert sample(samples, "msd_serving_songs_scored_total") == 20
+    finally:
+        server.stop()
+
+# --- bad traffic ---
+
+def raw_connection(service):
+    import socket
+
+    return socket.create_connection(("127.0.0.1", service["port"]), timeout=10)
+
+
+def read_until_closed(connection) -> bytes:
+    chunks = []
+    while True:
+        chunk = connection.recv(4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def answers_quickly(service, rounds=5):
+    """Other clients are served meanwhile: each /predict within a second."""
+    for _ in range(rounds):
+        started = time.monotonic()
+        status, _ = support.request(service["base"], "POST", "/predict", body(song()),
+                                    headers=AUTH)
+        assert status == 200 and time.monotonic() - started < 1.0
+        time.sleep(0.1)
+
+
+def test_a_body_trickled_byte_by_byte_is_a_408_and_others_are_served(service):
+    connection = raw_connection(service)
+    payload = body(song())
+    connection.sendall(support.http_request("POST", "/predict", payload, dict(
+        AUTH, **{"Content-Type": "application/json"}))[:-len(payload)])
+    started = time.monotonic()
+    try:
+        for byte in payload[:10]:
+            connection.sendall(bytes([byte]))
+            answers_quickly(service, rounds=1)
+        reply = read_until_closed(connection)
+        # the deadline counts from the headers: the 408 comes BODY_SECONDS after them
+        assert time.monotonic() - started < BODY_SECONDS + 5
+    finally:
+        connection.close()
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in reply.lower()
+    assert b"not received within 2 s" in reply
+
+
+def seconds_until_closed(service, connection, trickle: bytes) -> float:
+    """Send ``trickle`` a byte every 0.2 s (other clients served in between) until the
+    service closes the connection; the seconds that took."""
+    import socket
+
+    started = time.monotonic()
+    connection.settimeout(0.2)
+    for byte in trickle:
+        try:
+            connection.sendall(bytes([byte]))
+            data = connection.recv(4096)
+        except socket.timeout:
+            answers_quickly(service, rounds=1)
+            continue
+        except OSError:  # reset by the service
+            return time.monotonic() - started
+        assert data == b"", data  # closed, not answered
+        return time.monotonic() - started
+    raise AssertionError("still open after the whole trickle")
+
+
+def test_headers_trickled_or_never_sent_lose_the_connection(service):
+    trickled, idle = raw_connection(service), raw_connection(service)
+    try:
+        request = support.http_request("GET", "/health/live", headers={"X-Pad": "p" * 40})
+        assert HEADER_SECONDS - 0.5 < seconds_until_closed(service, trickled, request[:-4]) \
+            < HEADER_SECONDS + 3
+        idle.settimeout(HEADER_SECONDS + 3)
+        assert idle.recv(1) == b""  # connected, sent nothing: closed as well
+    finally:
+        trickled.close()
+        idle.close()
+
+
+def test_oversized_headers_and_malformed_multipart_are_4xx(service):
+    connection = raw_connection(service)
+    try:
+        connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: "
+                           + b"a" * 200_000 + b"\r\n\r\n")
+        assert connection.recv(4096).startswith(b"HTTP/1.1 431 ")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # closed while the client was still sending: also refused
+    finally:
+        connection.close()
+    for payload, content_type in [
+            (b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno end", "b"),
+            (b"--b\r\nbroken header line\r\n\r\ndata\r\n--b--\r\n", "b"),
+            (b"anything", None)]:
+        kind = "multipart/form-data" + ("; boundary=" + content_type if content_type else "")
+        status, reply = support.request(service["base"], "POST", "/predict", payload, kind,
+                                        headers=AUTH)
+        assert 400 <= status < 500, reply
+    answers_quickly(service)
 
 
 # --- the champion alias of the MLflow registry ---

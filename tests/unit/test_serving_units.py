@@ -1,12 +1,16 @@
 """The serving package's pure parts: Spark's vector/matrix encodings, tree walking,
-the perceptron's weight layout, request validation and the response rounding."""
+the perceptron's weight layout, request validation, the response rounding, settings,
+API keys, request ids and the model metrics."""
 import numpy as np
 import pytest
 
 from msd_serving import stages
-from msd_serving.app import ServingSettings, predictions
+from msd_serving.app import predictions
 from msd_serving.champion import ChampionWatcher, ModelSourceError, VersionRef
 from msd_serving.inputs import InputError, ModelInputs
+from msd_serving.observability import ServiceMetrics, request_id
+from msd_serving.security import ApiKeys
+from msd_serving.settings import ServingSettings, SettingsError
 from msd_serving.spark_format import matrix, vector
 from msdlib.core.features import FEATURE_NAMES
 
@@ -172,13 +176,17 @@ class Source:
 
 
 def test_watcher_swaps_only_on_a_new_version_and_keeps_serving_on_errors():
-    source, loaded = Source(), []
+    source, loaded, swaps, failures = Source(), [], [], []
 
     def loader(ref):
         loaded.append(ref)
+        if ref.run_uri == "broken":
+            raise OSError("no model files")
         return type("Served", (), {"ref": ref, "label": ref.run_uri})()
 
-    watcher = ChampionWatcher(source, poll_seconds=60, loader=loader)
+    watcher = ChampionWatcher(source, poll_seconds=60, loader=loader,
+                              on_swap=lambda model: swaps.append(model.label),
+                              on_failure=failures.append)
     source.refs = [ModelSourceError("no champion yet")]
     assert watcher.refresh() is False and watcher.model is None
     assert "no champion yet" in watcher.last_error
@@ -190,3 +198,79 @@ def test_watcher_swaps_only_on_a_new_version_and_keeps_serving_on_errors():
     source.refs = [OSError("registry down")]
     assert watcher.refresh() is False and watcher.model.ref.run_uri == "run-2"
     assert "registry down" in watcher.last_error
+    source.refs = [VersionRef("broken", ("3",))]
+    assert watcher.refresh() is False and watcher.model.ref.run_uri == "run-2"
+    assert swaps == ["run-1", "run-2"] and failures == ["resolve", "resolve", "load"]
+
+
+def test_settings_come_from_the_environment_and_round_trip():
+    settings = ServingSettings.from_env({"MSD_SERVING_RUN_URI": "runs/r1",
+                                         "MSD_SERVING_POLL_SECONDS": "2.5",
+                                         "MSD_SERVING_REQUIRE_KEYS": "true",
+                                         "MSD_SERVING_WORKERS": "3"})
+    assert (settings.poll_seconds, settings.require_keys, settings.workers) == (2.5, True, 3)
+    assert ServingSettings.from_env(settings.to_env()) == settings
+    assert ServingSettings.from_env({"MSD_SERVING_REQUIRE_KEYS": "auto"}).require_keys is None
+    with pytest.raises(SettingsError, match="MSD_SERVING_REQUIRE_KEYS='maybe'"):
+        ServingSettings.from_env({"MSD_SERVING_REQUIRE_KEYS": "maybe"})
+
+
+def test_api_keys_come_from_the_named_file_and_variable(tmp_path):
+    (tmp_path / "keys").write_text("# team A\nkey-a1\n\n  key-a2  \n")
+    settings = ServingSettings(api_keys_file=str(tmp_path / "keys"), api_keys_env="TEAM_KEYS")
+    assert settings.api_keys({"TEAM_KEYS": "key-b1, key-b2", "MSD_SERVING_API_KEYS": "x"}) \
+        == ["key-a1", "key-a2", "key-b1", "key-b2"]
+    with pytest.raises(SettingsError, match="MSD_SERVING_API_KEYS_FILE.*unreadable"):
+        ServingSettings(api_keys_file=str(tmp_path / "missing")).api_keys({})
+
+
+@pytest.mark.parametrize("require,configured,expected", [
+    (None, 0, False), (None, 2, True), (False, 2, False), (True, 1, True)])
+def test_predict_needs_a_key_when_required_or_keys_exist(require, configured, expected):
+    assert ServingSettings(require_keys=require).keys_required(configured) is expected
+
+
+def test_required_keys_without_any_key_refuse_to_start():
+    with pytest.raises(SettingsError, match="no API key is configured"):
+        ServingSettings(require_keys=True).keys_required(0)
+
+
+def test_api_keys_answer_401_without_and_403_with_a_wrong_key():
+    from fastapi import HTTPException
+
+    keys = ApiKeys(["first-key", "second-key"])
+    assert keys.matches("second-key") and not keys.matches("second-key ")
+    keys.check("first-key", "POST /predict")
+    for presented, status, message in [(None, 401, "POST /predict needs an API key"),
+                                       ("", 401, "X-API-Key header"),
+                                       ("guess", 403, "not valid")]:
+        with pytest.raises(HTTPException) as refused:
+            keys.check(presented, "POST /predict")
+        assert refused.value.status_code == status and message in refused.value.detail
+        assert "first-key" not in refused.value.detail
+    with pytest.raises(HTTPException, match="none is configured"):
+        ApiKeys([]).check("anything", "POST /model/refresh")
+
+
+def test_request_ids_are_kept_when_plain_and_replaced_otherwise():
+    assert request_id({"headers": [(b"x-request-id", b"lb-7f3a.01")]}) == "lb-7f3a.01"
+    for unsafe in (b"has space", b"x" * 200, b"line\nbreak"):
+        generated = request_id({"headers": [(b"x-request-id", unsafe)]})
+        assert len(generated) == 32 and generated != unsafe.decode()
+
+
+def test_model_metrics_follow_swaps_and_failures():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = ServiceMetrics()
+    for run_id in ("run-1", "run-2"):
+        metrics.swapped(type("Served", (), {"label": run_id + "/m", "run_id": run_id,
+                                            "ref": VersionRef(run_id, (run_id,))})())
+    metrics.failed("load")
+    samples = {(s.name, s.labels.get("run_id") or s.labels.get("stage")): s.value
+               for family in text_string_to_metric_families(metrics.exposition().decode())
+               for s in family.samples}
+    assert samples[("msd_serving_model_info", "run-1")] == 0
+    assert samples[("msd_serving_model_info", "run-2")] == 1
+    assert samples[("msd_serving_model_load_failures_total", "load")] == 1
+    assert samples[("msd_serving_model_last_swap_timestamp_seconds", None)] > 0
