@@ -18,7 +18,8 @@ AIRFLOW_DOCKERFILE = PROJECT_ROOT / "docker" / "airflow" / "Dockerfile"
 SPARK_DOCKERFILE = PROJECT_ROOT / "docker" / "spark" / "Dockerfile"
 SPARK_REQUIREMENTS = PROJECT_ROOT / "docker" / "spark" / "requirements.txt"
 SECRETS = {"MONGO_ROOT_PASSWORD": "mongo-pw", "POSTGRES_PASSWORD": "pg-pw",
-           "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api-key"}
+           "AIRFLOW_JWT_SECRET": "jwt", "AIRFLOW_API_SECRET_KEY": "api-key",
+           "MSD_SERVING_API_KEYS": "serving-key"}
 AIRFLOW_SERVICES = {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer"}
 SPARK_SERVICES = {"spark-master", "spark-worker-1", "spark-worker-2"}
