@@ -18,6 +18,7 @@ CODE_SUFFIXES = (".py", ".sh", ".mjs", ".toml", ".yaml", ".yml", ".txt", ".ini",
 CODE_NAMES = ("Makefile", "Dockerfile", "run", "system-deps.sh")
 PLACEHOLDER = re.compile(r"[<>*{}$]|\.\.\.")
 TRAILING = ".,;:)`'\"]"
+SELF = "tests/unit/test_cited_paths.py"  # its examples are stale on purpose
 FILE_SUFFIXES = ("zip", "py", "json", "toml", "txt", "md", "log")
 
 
@@ -68,7 +69,7 @@ def comment_text(path: Path) -> str:
 def documents() -> Iterator[Tuple[str, str]]:
     for name in tracked_files():
         path = PROJECT_ROOT / name
-        if "node_modules" in name or name.startswith("tests/unit/test_cited_paths"):
+        if "node_modules" in name or name == SELF:
             continue
         if path.suffix in PROSE_SUFFIXES:
             yield name, path.read_text(errors="replace")
@@ -102,9 +103,21 @@ def top_level_names(path: Path) -> Set[str]:
     return names
 
 
+@lru_cache(maxsize=None)
+def dotted_string_literals() -> Set[str]:
+    """Dotted names the code itself uses as strings (logger names, for one)."""
+    literals = set()
+    for name in tracked_files():
+        if name.endswith(".py") and name != SELF:
+            literals.update(re.findall(r"[\"']((?:%s)(?:\.\w+)+)[\"']" % "|".join(PACKAGES),
+                                       (PROJECT_ROOT / name).read_text(errors="replace")))
+    return literals
+
+
 def missing_module(dotted: str) -> bool:
-    """Neither a module nor a top-level name of one (``msdlib.zip`` is a file name)."""
-    if dotted.rsplit(".", 1)[-1] in FILE_SUFFIXES:
+    """Neither a module, a top-level name of one, nor a name the code uses as a string
+    (``msdlib.zip`` is a file name)."""
+    if dotted.rsplit(".", 1)[-1] in FILE_SUFFIXES or dotted in dotted_string_literals():
         return False
     path, rest = module_file(dotted)
     return path is None or bool(rest) and rest[0] not in top_level_names(path)
