@@ -1,6 +1,6 @@
 """The two sinks and the ways songs get into one.
 
-Sinks: a local folder (``FolderSink``: the local target) or an S3 prefix
+Sinks: a local folder (``FolderSink``: the spark-submit target) or an S3 prefix
 (``S3PrefixSink``: the EMR target). Both skip a song already present with the same size
 and SHA-256, so re-runs are idempotent and cheap, and both keep a ``_manifest.json`` per
 location. Songs get into a sink from the archive downloaded first

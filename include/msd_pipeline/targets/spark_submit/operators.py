@@ -1,4 +1,4 @@
-"""The local target's operator: SparkSubmitOperator that hands the job the Mongo URI
+"""The spark-submit target's operator: SparkSubmitOperator that hands the job the Mongo URI
 through the spark-submit process environment (``MSD_MONGO_URI``) — never a templated
 field, an argument, a log line or an XCom."""
 import os
