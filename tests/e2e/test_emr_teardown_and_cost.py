@@ -89,15 +89,16 @@ def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(emr_airflow_e
                                                                    song_archive, mongo_uri,
                                                                    tmp_path):
     database = "emr_e2e_price_" + uuid.uuid4().hex[:8]
+    # A file adds to the default price table, so an unpriced type makes the price missing.
     config = write_config(tmp_path / "config.json", song_archive, database,
-                          hourly_prices={"m5.2xlarge": 0.48})
+                          master_instance_type="m5.4xlarge", core_instance_type="m5.4xlarge")
     run = run_pipeline(emr_airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
 
     assert run.state == "success", run.describe()
     assert run.tasks["report.collect_metrics"] == "success"
-    assert "No price for m5.xlarge in emr.hourly_prices" in run.logs
+    assert "No price for m5.4xlarge in emr.hourly_prices" in run.logs
     cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()["target_details"]["cost"]
-    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.xlarge"]
+    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
     assert cost["instance_hours"] > 0
     assert_run_cleaned_up(run, moto_url)
 
