@@ -13,19 +13,6 @@ from msd_pipeline.staging.progress import human_bytes
 from msd_pipeline.staging.rules import SongSlice, StagingError
 from msd_pipeline.targets.spark_submit.staging import stage_songs
 
-from staging_support import RangeServers, archive_with_checksum
-
-
-@pytest.fixture
-def archive(tmp_path):
-    return archive_with_checksum(tmp_path / "source")
-
-
-@pytest.fixture
-def serve(archive):
-    servers = RangeServers(archive[1])
-    yield servers.start
-    servers.close()
 
 
 def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve, caplog):

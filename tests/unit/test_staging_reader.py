@@ -10,19 +10,6 @@ from msd_pipeline.staging import progress
 from msd_pipeline.staging.reader import ChecksumMismatch, download, parse_checksum
 from msd_pipeline.staging.rules import StagingError
 
-from staging_support import RangeServers, archive_with_checksum
-
-
-@pytest.fixture
-def archive(tmp_path):
-    return archive_with_checksum(tmp_path / "source")
-
-
-@pytest.fixture
-def serve(archive):
-    servers = RangeServers(archive[1])
-    yield servers.start
-    servers.close()
 
 
 def test_interrupted_download_resumes_with_range(tmp_path, archive, serve):
