@@ -14,7 +14,6 @@ from msd_pipeline.staging.rules import SongSlice, StagingError
 from msd_pipeline.targets.spark_submit.staging import stage_songs
 
 
-
 def test_url_mode_downloads_and_writes_the_songs_once(tmp_path, archive, serve, caplog):
     _, payload, checksum = archive
     server = serve()

@@ -11,7 +11,6 @@ from msd_pipeline.staging.reader import ChecksumMismatch, download, parse_checks
 from msd_pipeline.staging.rules import StagingError
 
 
-
 def test_interrupted_download_resumes_with_range(tmp_path, archive, serve):
     _, payload, checksum = archive
     server = serve(cut_first_response_at=len(payload) // 3)
