@@ -148,10 +148,10 @@ class Node:
         self.moto_url = moto_url
         self.run = run
 
-    def run_step(self, name, job, summary_uri):
+    def run_step(self, name, job, summary_uri, extra_args=()):
         layout = self.run["layout"]
         job_args = ["--config", layout.job_config_uri, "--run-id", RUN_KEY,
-                    "--summary-path", summary_uri]
+                    "--summary-path", summary_uri, *extra_args]
         step = steps.spark_step(name, layout.code_uri(job), layout.code_uri(JOBS_ZIP), job_args)
         args = step["HadoopJarStep"]["Args"]
         return subprocess.run(self._command(args), env=self._environment(), capture_output=True,
@@ -256,10 +256,17 @@ def test_ingest_then_training_on_emr_spark(node, cluster_run, moto_url, mongo_ur
     for task in ("decade", "year"):
         assert "{}/metadata/part-00000".format(metrics[task]["model_dir"]) in keys
     assert {"report.md", "plots/confusion_matrix.png"} <= keys
+    assert db[config.mongo.songs_collection].count_documents(
+        {"predicted": {"$exists": True}}) == 0  # training never imputes
+
+    impute_uri = layout.run_prefix + "/impute-summary.json"
+    impute = node.run_step("impute " + RUN_KEY, "impute_years.py", impute_uri,
+                           ["--model-uri", run_uri, "--model-label", RUN_KEY])
+    impute_summary = last_json_line(impute)
     imputed = db[config.mongo.songs_collection].count_documents({"predicted": {"$exists": True}})
-    assert train_summary["imputed"] == imputed > 0
+    assert impute_summary["imputed"] == imputed > 0
 
     # The URI came from the secret: its password is in no argument and no log line.
-    for result in (ingest, train):
+    for result in (ingest, train, impute):
         assert MONGO_PASSWORD not in " ".join(result.args)
         assert MONGO_PASSWORD not in result.stdout + result.stderr
