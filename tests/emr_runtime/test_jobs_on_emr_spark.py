@@ -259,9 +259,14 @@ def test_ingest_then_training_on_emr_spark(node, cluster_run, moto_url, mongo_ur
     assert db[config.mongo.songs_collection].count_documents(
         {"predicted": {"$exists": True}}) == 0  # training never imputes
 
+    # Spark from pip cannot read s3:// (EMR's EMRFS can): the job loads a local copy.
+    run_copy = cluster_run["work_dir"] / "run-copy"
+    for key in keys:
+        (run_copy / key).parent.mkdir(parents=True, exist_ok=True)
+        client("s3", moto_url).download_file(bucket, prefix + "/" + key, str(run_copy / key))
     impute_uri = layout.run_prefix + "/impute-summary.json"
     impute = node.run_step("impute " + RUN_KEY, "impute_years.py", impute_uri,
-                           ["--model-uri", run_uri, "--model-label", RUN_KEY])
+                           ["--model-uri", str(run_copy), "--model-label", RUN_KEY])
     impute_summary = last_json_line(impute)
     imputed = db[config.mongo.songs_collection].count_documents({"predicted": {"$exists": True}})
     assert impute_summary["imputed"] == imputed > 0
