@@ -2,26 +2,29 @@
 
 ``build_pipeline_dag(dag_id, target)`` wires the whole lifecycle in one run:
 
-    prepare_run → [setup] → stage.stage_data → stage.publish_job_config
+    prepare_run → [setup] → stage.stage_data → stage.publish_job_config → [start engine]
       → spark.ingest → spark.songs_ingested (publishes the `songs` asset)
       → <retraining>  → report.collect_metrics → [teardown]
 
 ``build_retrain_dag(dag_id, target)`` wires the retraining alone, scheduled on the
 `songs` asset or the ``[retraining] schedule`` cron, whichever comes first:
 
-    prepare_run → check_trigger → stage.publish_job_config, [setup]
+    prepare_run → check_trigger → [setup] → stage.publish_job_config → [start engine]
       → <retraining> → report.collect_metrics → [teardown]
 
 where <retraining> is, in both:
 
     model.resolve_champion → spark.train_evaluate (scores the champion on the same split)
       → model.decide (MLflow run + challenger version, gate, decision record)
-      → [model.approve] → model.promote → model.champion → spark.impute (champion only)
+      → [release engine → model.approve] → model.promote → model.champion
+      → [resume engine] → spark.impute (champion only)
 
-Staging (and, in msd_retrain, check_trigger) runs beside the target's setup (e.g.
-creating a cluster); the Spark steps wait for both. Every setup task is a setup of the
-teardown: the teardown runs once any of them succeeded, and a failed teardown fails the
-run (through ``teardown_succeeded``, a plain leaf after it). The run timeout is derived
+The target's setup (checks, code) runs before staging and its engine (e.g. a cluster)
+starts after it, so a paid engine never idles while songs stream; with approval required
+the engine is released before the human wait and resumed for imputation. Every setup and
+engine task is a setup of the teardown: the teardown runs once any of them succeeded, and
+a failed teardown fails the run (through ``teardown_succeeded``, a plain leaf after it).
+Each Spark step is one task: clearing it runs the job again. The run timeout is derived
 from the task budgets (the longest path of execution timeouts and retries, plus
 ``RUN_TIMEOUT_MARGIN``), so it never cuts a run its tasks may still finish.
 
@@ -155,20 +158,24 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
         with TaskGroup("stage", tooltip="Publish the job configuration"):
             staged = None
             config_uri = publish_job_config(run, None)
-        chain(run, first, *setup_tasks)
-        chain(first, config_uri)
-        trained_after = [config_uri, *setup_tasks[-1:]]
+        chain(run, first, *setup_tasks, config_uri)
+        engine_tasks = _as_list(target.start_engine(run))
+        chain(config_uri, *engine_tasks)
+        trained_after = [config_uri, *engine_tasks[-1:]]
     else:
         with TaskGroup("stage", tooltip="Stage the songs and publish the job configuration"):
             staged = _as_xcom_arg(target.stage_data(run))
             config_uri = publish_job_config(run, staged)
+        chain(run, *setup_tasks, staged)
+        engine_tasks = _as_list(target.start_engine(run))
+        chain(config_uri, *engine_tasks)
         with groups.spark:
             ingest = target.spark_step("ingest", INGEST_JOB, _job_args("ingest_summary_uri"))
             announced = songs_ingested(run)
             chain(ingest, announced)
-        chain(run, *setup_tasks)
-        chain([config_uri, *setup_tasks[-1:]], ingest)
+        chain([config_uri, *engine_tasks[-1:]], ingest)
         trained_after = announced
+    setup_tasks += engine_tasks
     last = _wire_retraining(target, config, groups, run, trained_after)
     with TaskGroup("report", tooltip="Metrics, decision, run record and report location"):
         summary = collect_metrics(run, staged, config_uri)
@@ -204,9 +211,13 @@ class _Groups:
 
 def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Groups,
                      run: XComArg, after: TaskLike) -> TaskLike:
-    """resolve_champion → train_evaluate → decide → [approve] → promote → champion →
-    impute; returns the last task."""
+    """resolve_champion → train_evaluate → decide → [release, approve] → promote →
+    champion → [resume] → impute; returns the last task."""
     approve_task = APPROVE_TASK_ID if config.retraining.require_approval else None
+    # With approval, the target releases its engine before the wait and resumes it after.
+    released = target.release_for_wait(run) if approve_task else None
+    resumed = target.resume_after_wait(run) if approve_task else None
+    approval_path = _operators(_as_list(released))[0].task_id if released else approve_task
 
     @task(task_id="resolve_champion", execution_timeout=datetime.timedelta(minutes=5))
     def resolve_champion(run: Dict[str, Any]) -> Dict[str, str]:
@@ -218,7 +229,7 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
         """Log + register the challenger, apply the gate, store the decision record."""
         record = tasks.decide(target, RunContext.from_xcom(run), champion,
                               get_current_context())
-        return decisions.next_tasks(record, PROMOTE_TASK_ID, approve_task, CHAMPION_TASK_ID)
+        return decisions.next_tasks(record, PROMOTE_TASK_ID, approval_path, CHAMPION_TASK_ID)
 
     @task(task_id="promote", execution_timeout=datetime.timedelta(minutes=5))
     def promote(run: Dict[str, Any]) -> Dict[str, Any]:
@@ -256,16 +267,16 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
                 response_timeout=datetime.timedelta(
                     hours=config.retraining.approval_timeout_hours),
                 execution_timeout=None)
-            chain(decided, approval, promoted)
+            chain(decided, *_as_list(released), approval, promoted)
         else:
             chain(decided, promoted)
         chain([decided, promoted], serving)
     with groups.spark:
         impute = target.spark_step("impute", IMPUTE_JOB, _job_args("impute_summary_uri") + [
             "--model-uri", xcom(CHAMPION_TASK_ID, "artifacts_uri"),
-            "--model-label", xcom(CHAMPION_TASK_ID, "label")])
+            "--model-label", xcom(CHAMPION_TASK_ID, "label")], engine=resumed)
     chain(after, current, train, decided)
-    chain(serving, impute)
+    chain(serving, *_as_list(resumed), impute)
     return impute
 
 

@@ -1,6 +1,7 @@
-"""The EMR DAG's wiring: staging beside cluster creation, setups and teardown, what a
-clear re-runs (Airflow's own subset logic), the run timeout derived from the budgets and
-the failure callback. Offline: building the DAG touches no connection."""
+"""The EMR DAG's wiring: the cluster created after staging, setups and teardown, what a
+clear re-runs (Airflow's own subset logic), the cluster released before an approval and
+imputation's cluster after it, the run timeout derived from the budgets and the failure
+callback. Offline: building the DAG touches no connection."""
 import dataclasses
 import datetime
 
@@ -35,11 +36,12 @@ def upstream_closure(dag, task_id):
     return seen
 
 
-def test_staging_runs_beside_cluster_creation_and_the_steps_wait_for_both(emr_dag):
-    assert not SETUPS & upstream_closure(emr_dag, "stage.stage_data")
-    assert "stage.stage_data" not in upstream_closure(emr_dag, "cluster.create_cluster")
+def test_the_cluster_is_created_after_staging_and_the_steps_wait_for_it(emr_dag):
+    assert {"cluster.ship_code", "stage.stage_data", "stage.publish_job_config"} <= \
+        upstream_closure(emr_dag, "cluster.create_cluster")
+    assert "cluster.create_cluster" not in upstream_closure(emr_dag, "stage.stage_data")
     assert {"cluster.create_cluster", "stage.publish_job_config"} <= \
-        emr_dag.get_task("spark.ingest.add_step").upstream_task_ids
+        emr_dag.get_task("spark.ingest").upstream_task_ids
 
 
 def test_both_setups_pair_with_the_teardown_which_fails_the_run(emr_dag):
@@ -54,21 +56,41 @@ def test_both_setups_pair_with_the_teardown_which_fails_the_run(emr_dag):
 
 
 def test_clearing_a_spark_step_clears_the_cluster_setups_and_teardown_not_staging(emr_dag):
-    """Airflow's clear (UI, CLI, API) takes this subset: the cluster is re-created."""
-    cleared = emr_dag.partial_subset(["spark.ingest.add_step", "spark.ingest.wait_for_step"],
-                                     include_downstream=True, include_upstream=False)
-    assert SETUPS | {"terminate_cluster", "spark.train_evaluate.add_step",
+    """Airflow's clear (UI, CLI, API) takes this subset: the step is one task, and the
+    cluster is re-created for it."""
+    cleared = emr_dag.partial_subset(["spark.ingest"], include_downstream=True,
+                                     include_upstream=False)
+    assert SETUPS | {"spark.ingest", "terminate_cluster", "spark.train_evaluate",
                      "report.collect_metrics"} <= set(cleared.task_ids)
     assert not {"prepare_run", "stage.stage_data", "stage.publish_job_config"} & set(cleared.task_ids)
 
 
-def test_the_run_timeout_covers_create_staging_both_steps_and_teardown(config, emr_dag):
+def test_with_approval_the_cluster_ends_before_the_wait_and_imputation_gets_one(config):
+    approval = dataclasses.replace(config, retraining=dataclasses.replace(
+        config.retraining, require_approval=True))
+    dag = build_pipeline_dag("emr_approval", EmrTarget(approval), description="approval",
+                             config=approval)
+    assert dag.get_task("model.approve").upstream_task_ids == {"cluster.release_for_approval"}
+    assert dag.get_task("cluster.release_for_approval").upstream_task_ids == {"model.decide"}
+    reopen = dag.get_task("cluster.reopen_for_impute")
+    assert reopen.upstream_task_ids == {"model.champion"}
+    impute = dag.get_task("spark.impute")
+    assert impute.upstream_task_ids == {"cluster.reopen_for_impute"}
+    assert "cluster.reopen_for_impute" in impute.job_flow_id
+    assert "cluster.create_cluster" in dag.get_task("spark.train_evaluate").job_flow_id
+    # Neither is a setup: clearing a step re-creates the cluster through create_cluster.
+    assert not reopen.is_setup and not dag.get_task("cluster.release_for_approval").is_setup
+    assert "cluster.release_for_approval" not in build_pipeline_dag(
+        "emr_no_approval", EmrTarget(config), description="d", config=config).task_ids
+
+
+def test_the_run_timeout_covers_staging_create_three_steps_and_teardown(config, emr_dag):
     emr = config.emr
-    steps = 2 * datetime.timedelta(seconds=emr.step_timeout_seconds + emr.log_wait_seconds)
-    create_or_staging = max(datetime.timedelta(seconds=emr.create_timeout_seconds),
-                            datetime.timedelta(minutes=config.pipeline.step_timeout_minutes))
+    steps = 3 * datetime.timedelta(seconds=emr.step_timeout_seconds + emr.log_wait_seconds)
+    staging = datetime.timedelta(minutes=config.pipeline.step_timeout_minutes)
+    create = datetime.timedelta(seconds=emr.create_timeout_seconds)
     teardown = datetime.timedelta(seconds=emr.create_timeout_seconds)
-    assert emr_dag.dagrun_timeout >= create_or_staging + steps + teardown + RUN_TIMEOUT_MARGIN
+    assert emr_dag.dagrun_timeout >= staging + create + steps + teardown + RUN_TIMEOUT_MARGIN
     assert emr_dag.dagrun_timeout == run_budget(emr_dag) + RUN_TIMEOUT_MARGIN
 
 

@@ -179,9 +179,8 @@ def test_the_dags_step_templates_are_add_job_flow_steps(emr_model):
     from msd_pipeline.graph import build_pipeline_dag
 
     dag = build_pipeline_dag("emr_shape_check", EmrTarget(), description="shape check")
-    add_steps = [dag.get_task(f"spark.{name}.add_step") for name in ("ingest", "train_evaluate",
-                                                                        "impute")]
-    for task in add_steps:
+    steps = [dag.get_task(f"spark.{name}") for name in ("ingest", "train_evaluate", "impute")]
+    for task in steps:
         rendered = fill_templates(task.steps)
         assert_valid(emr_model, "AddJobFlowSteps", {"JobFlowId": "j-ABCDEFGHIJKL", "Steps": rendered})
         assert "{{" in repr(task.steps)  # the values really are templates

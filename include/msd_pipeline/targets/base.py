@@ -52,9 +52,16 @@ class PipelineTarget(abc.ABC):
 
     # -- parse-time builders -------------------------------------------------------
     def setup(self, run: XComArg) -> Optional[Union[TaskLike, Sequence[TaskLike]]]:
-        """Operators (or XComArgs) creating run-scoped resources (e.g. a cluster), chained in
-        order after ``prepare_run`` and beside staging; the Spark steps wait for the last.
-        Each is a setup of ``teardown``."""
+        """Operators (or XComArgs) that check the run's resources and prepare what costs
+        nothing to keep (e.g. code in S3), chained in order after ``prepare_run`` and before
+        staging. Each is a setup of ``teardown``."""
+        return None
+
+    def start_engine(self, run: XComArg) -> Optional[Union[TaskLike, Sequence[TaskLike]]]:
+        """Operators (or XComArgs) starting the paid engine (e.g. a cluster), chained after
+        the songs are staged and the job configuration is published, so that the engine
+        never idles while songs stream; the Spark steps wait for the last. Each is a setup
+        of ``teardown``."""
         return None
 
     @abc.abstractmethod
@@ -65,9 +72,22 @@ class PipelineTarget(abc.ABC):
         "detail": {"delivery": ..., ...}}``."""
 
     @abc.abstractmethod
-    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> TaskLike:
-        """Tasks running ``spark_jobs/<job>`` with the (templated) CLI ``job_args``; they
-        fail when the job fails."""
+    def spark_step(self, task_id: str, job: str, job_args: List[str],
+                   engine: Optional[TaskLike] = None) -> TaskLike:
+        """One task running ``spark_jobs/<job>`` with the (templated) CLI ``job_args``; it
+        fails when the job fails, and clearing it runs the job again. ``engine``: the task
+        whose engine the step runs on when not the one ``start_engine`` started (the
+        ``resume_after_wait`` task)."""
+
+    def release_for_wait(self, run: XComArg) -> Optional[TaskLike]:
+        """A task run before the run waits on a human (the promotion approval): it releases
+        the paid engine, so that nothing is billed while the question is open."""
+        return None
+
+    def resume_after_wait(self, run: XComArg) -> Optional[TaskLike]:
+        """A task run before the Spark steps that follow a human wait: the engine again
+        (reused when still up); passed to those steps as ``engine``."""
+        return None
 
     def teardown(self, run: XComArg) -> Optional[BaseOperator]:
         """A task releasing what ``setup`` created; the factory marks it as the teardown

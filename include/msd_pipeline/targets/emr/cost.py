@@ -18,6 +18,14 @@ def cluster_hours(timeline: Dict[str, Any], now: Optional[datetime.datetime] = N
     return max((end - start).total_seconds(), 0.0) / 3600.0
 
 
+def idle_seconds(ready: Optional[datetime.datetime],
+                 first_step: Optional[datetime.datetime]) -> Optional[float]:
+    """Seconds a ready cluster billed before its first step was added (None: unknown)."""
+    if ready is None or first_step is None:
+        return None
+    return round(max((first_step - ready).total_seconds(), 0.0), 3)
+
+
 def requested_instances(emr: EmrSettings) -> List[Dict[str, Any]]:
     """(instance type, count, market) lines of the requested cluster. For fleets the
     dearest configured type is assumed, so the estimate is an upper bound."""

@@ -8,6 +8,7 @@ only on clusters tagged ``project=msd-pipeline``; see include/emr/iam-policy.jso
 only those tagged with this DAG run are terminated. A describe that is denied means the
 cluster is not the pipeline's: it is logged and left alone.
 """
+import datetime
 from typing import Any, Dict, Iterable, List, Optional
 
 from botocore.exceptions import ClientError, WaiterError
@@ -21,6 +22,8 @@ from msd_pipeline.targets.emr import mongo_secret
 from msd_pipeline.targets.emr.cluster import DAG_TAG, RUN_TAG
 
 ACTIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TERMINATING"]
+# A cluster that takes steps now.
+LIVE_CLUSTER_STATES = ("RUNNING", "WAITING")
 ENDED_WITH_ERRORS = "TERMINATED_WITH_ERRORS"
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 
@@ -112,6 +115,13 @@ class PipelineEmrHook(EmrHook):
 
     def describe_cluster(self, cluster_id: str) -> Dict[str, Any]:
         return self.conn.describe_cluster(ClusterId=cluster_id)["Cluster"]
+
+    def first_step_created(self, cluster_id: str) -> Optional[datetime.datetime]:
+        """When the cluster's first step was added (None: no step yet)."""
+        created = [step["Status"]["Timeline"]["CreationDateTime"]
+                   for page in self.conn.get_paginator("list_steps").paginate(ClusterId=cluster_id)
+                   for step in page["Steps"]]
+        return min(created, default=None)
 
     # -- the run's Mongo secret ----------------------------------------------------------------
     @property

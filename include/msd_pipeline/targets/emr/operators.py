@@ -1,7 +1,10 @@
 """The Amazon provider's EMR step sensor and terminate operator, extended for the pipeline:
 
-* ``StepSensorWithLogs``: when the step fails, its stderr, stdout and controller logs are fetched
-  from the cluster's LogUri into this task's log before the task fails.
+* ``RunStepOperator``: adds a Spark step and waits for it (one task to clear); when the step
+  fails, its stderr, stdout and controller logs are fetched from the cluster's LogUri into
+  this task's log before the task fails.
+* ``ReleaseClustersOperator`` / ``ReuseOrCreateClusterOperator``: with approval required, the
+  cluster ends before the human wait, and imputation gets a cluster again afterwards.
 * ``EndRunClusterOperator`` (the DAG's teardown): terminates the run's cluster — the one
   in XCom first, then any other cluster named and tagged like this DAG run (a creation
   that failed after the cluster id existed, a retried creation) — waits until they are
@@ -13,19 +16,29 @@ The AWS calls live in ``PipelineEmrHook`` (hook.py).
 from functools import cached_property
 from typing import Any, Dict, List, Optional
 
-from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.amazon.aws.operators.emr import (EmrAddStepsOperator,
+                                                        EmrCreateJobFlowOperator)
+from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
+from airflow.providers.amazon.aws.utils.waiter_with_logging import wait
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
 
 from msdlib.config import EmrSettings, PipelineConfig
 from msd_pipeline.run_context import RunContext, run_key_for
 from msd_pipeline.targets.base import PREPARE_TASK_ID
 from msd_pipeline.targets.emr import mongo_secret, step_logs
 from msd_pipeline.targets.emr.cluster import cluster_name
-from msd_pipeline.targets.emr.hook import PipelineEmrHook
+from msd_pipeline.targets.emr.hook import LIVE_CLUSTER_STATES, PipelineEmrHook
 
 
-class StepSensorWithLogs(EmrStepSensor):
-    """EmrStepSensor that copies a failed step's logs from LogUri into the task log."""
+STEP_ID_KEY = "step_id"
+
+
+class RunStepOperator(EmrAddStepsOperator):
+    """Adds one Spark step to the cluster and waits for it, in one task: clearing the task
+    adds the step again, on the cluster its ``job_flow_id`` names at that time. When the
+    step fails, its stderr, stdout and controller log are copied from LogUri into this
+    task's log before the task fails."""
 
     def __init__(self, *, log_wait_seconds: int, log_tail_lines: int, mongo_conn_id: str,
                  **kwargs: Any) -> None:
@@ -33,27 +46,40 @@ class StepSensorWithLogs(EmrStepSensor):
         self.log_wait_seconds = log_wait_seconds
         self.log_tail_lines = log_tail_lines
         self.mongo_conn_id = mongo_conn_id
-        self._last_state: Optional[str] = None
 
-    def get_emr_response(self, context: Any) -> Dict[str, Any]:
-        response = super().get_emr_response(context)
-        self._last_state = self.state_from_response(response)
-        return response
-
-    def poke(self, context: Any) -> bool:
+    def execute(self, context: Any) -> str:
+        [step_id] = self.hook.add_job_flow_steps(job_flow_id=self.job_flow_id, steps=self.steps)
+        self.log.info("Step %s added to cluster %s", step_id, self.job_flow_id)
+        # For execute_complete (`airflow dags test` resumes with the event alone, without
+        # defer's kwargs).
+        context["ti"].xcom_push(key=STEP_ID_KEY, value=step_id)
+        if self.deferrable:
+            self.defer(trigger=EmrStepSensorTrigger(
+                job_flow_id=self.job_flow_id, step_id=step_id, waiter_delay=self.waiter_delay,
+                waiter_max_attempts=self.waiter_max_attempts, aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name, verify=self.verify,
+                botocore_config=self.botocore_config),
+                method_name="execute_complete")
         try:
-            return super().poke(context)
-        except Exception:
-            if self._last_state in self.failed_states:
-                self.log_step_logs()
+            wait(waiter=self.hook.get_waiter("step_wait_for_terminal"),
+                 waiter_delay=self.waiter_delay, waiter_max_attempts=self.waiter_max_attempts,
+                 args={"ClusterId": self.job_flow_id, "StepId": step_id},
+                 failure_message=f"Step {step_id} did not complete",
+                 status_message=f"Step {step_id} is", status_args=["Step.Status.State"])
+        except AirflowException:
+            self.log_step_logs(step_id)
             raise
+        return step_id
 
-    def execute_complete(self, context: Any, event: Optional[Dict[str, Any]] = None) -> None:
+    def execute_complete(self, context: Any, event: Optional[Dict[str, Any]] = None) -> str:
+        step_id = context["ti"].xcom_pull(task_ids=self.task_id, key=STEP_ID_KEY)
         if not event or event.get("status") != "success":
-            self.log_step_logs()
-        super().execute_complete(context, event)
+            self.log_step_logs(step_id)
+            raise AirflowException(f"Step {step_id} did not complete: {event}")
+        self.log.info("Step %s completed", step_id)
+        return step_id
 
-    def log_step_logs(self) -> None:
+    def log_step_logs(self, step_id: str) -> None:
         """Write the step's stderr and controller log (tails) into this task's log."""
         from msd_pipeline.connections import mongo_uri_from_connection
 
@@ -62,16 +88,63 @@ class StepSensorWithLogs(EmrStepSensor):
                                verify=self.verify)
         log_uri = hook.describe_cluster(self.job_flow_id).get("LogUri")
         if not log_uri:
-            self.log.error("Step %s failed; cluster %s has no LogUri", self.step_id, self.job_flow_id)
+            self.log.error("Step %s failed; cluster %s has no LogUri", step_id, self.job_flow_id)
             return
-        logs = step_logs.fetch_step_logs(hook.s3, log_uri, self.job_flow_id, self.step_id,
+        logs = step_logs.fetch_step_logs(hook.s3, log_uri, self.job_flow_id, step_id,
                                          wait_seconds=self.log_wait_seconds,
                                          poll_seconds=min(10.0, max(self.log_wait_seconds, 1)))
-        uris = step_logs.step_log_uris(log_uri, self.job_flow_id, self.step_id)
-        self.log.error("Step %s on cluster %s failed; its logs from %s:", self.step_id,
+        uris = step_logs.step_log_uris(log_uri, self.job_flow_id, step_id)
+        self.log.error("Step %s on cluster %s failed; its logs from %s:", step_id,
                        self.job_flow_id, log_uri)
         for block in step_logs.format_step_logs(logs, uris, self.log_tail_lines):
             self.log.error("%s", block)
+
+
+class ReuseOrCreateClusterOperator(EmrCreateJobFlowOperator):
+    """The run's cluster again after a human wait: ``live_cluster_id`` when it is still up
+    (WAITING or RUNNING), else a new cluster from the run's RunJobFlow request (same name
+    and tags, so the teardown ends it too)."""
+
+    template_fields = (*EmrCreateJobFlowOperator.template_fields, "live_cluster_id")
+
+    def __init__(self, *, live_cluster_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.live_cluster_id = live_cluster_id
+
+    def execute(self, context: Any) -> Optional[str]:
+        if str(self.live_cluster_id or "").startswith("j-"):
+            state = self.hook.conn.describe_cluster(
+                ClusterId=self.live_cluster_id)["Cluster"]["Status"]["State"]
+            if state in LIVE_CLUSTER_STATES:
+                self.log.info("Cluster %s is %s: the next steps run on it",
+                              self.live_cluster_id, state)
+                return self.live_cluster_id
+            self.log.info("Cluster %s is %s: creating a new one", self.live_cluster_id, state)
+        return super().execute(context)
+
+
+class ReleaseClustersOperator(BaseOperator):
+    """Terminates every cluster of this DAG run before the run waits on a human; the run's
+    secret stays (imputation needs it on the next cluster)."""
+
+    template_fields = ("job_flow_id",)
+    ui_color = "#f9c915"
+
+    def __init__(self, *, job_flow_id: str, aws_conn_id: Optional[str],
+                 region_name: Optional[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_flow_id = job_flow_id
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def execute(self, context: Any) -> List[str]:
+        run = RunContext.from_xcom(context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID))
+        hook = PipelineEmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        known = self.job_flow_id if str(self.job_flow_id or "").startswith("j-") else None
+        ended = hook.terminate_run_clusters(known, cluster_name(run.config.emr, run.run_key),
+                                            context["dag"].dag_id, context["run_id"])
+        self.log.info("Released before the approval wait: %s", ", ".join(ended) or "none")
+        return ended
 
 
 class EndRunClusterOperator(BaseOperator):

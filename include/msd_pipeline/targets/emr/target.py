@@ -1,47 +1,56 @@
-"""The EMR target of the pipeline's task graph (include/msd_pipeline/graph.py).
+"""The EMR target of the pipeline's task graph (include/msd_pipeline/graph.py), in run order:
 
     cluster.ship_code        code, bootstrap, requirements → the run's S3 prefix; the run's
                              Mongo secret; the RunJobFlow request (XCom, no secrets)
-    cluster.create_cluster   EmrCreateJobFlowOperator, waits until the cluster is WAITING
     stage.stage_data         songs → S3 (archive streamed, local folder uploaded, or an
                              existing prefix, sliced)
-    spark.<step>.add_step    EmrAddStepsOperator: command-runner.jar spark-submit
-    spark.<step>.wait_for_step   EmrStepSensor; a failed step's logs → the task log
+    cluster.create_cluster   EmrCreateJobFlowOperator, once the songs are in S3; waits until
+                             the cluster is WAITING
+    spark.<step>             RunStepOperator: adds the command-runner.jar spark-submit step
+                             and waits for it; a failed step's logs → the task log
+    cluster.release_for_approval, cluster.reopen_for_impute   (approval required only) the
+                             cluster ends before the human wait; imputation gets one again
     terminate_cluster        teardown: every cluster of the run terminated, secret deleted
 
-Staging runs beside ``cluster``: the cluster is not billed idle while songs stream to S3,
-and the Spark steps wait for both. ``ship_code`` and ``create_cluster`` are the teardown's
-setups: the teardown runs whenever either succeeded (so also when creation fails half
-way), a failed teardown fails the run, and clearing a Spark task clears (re-runs) the
-setups, so the cleared steps run on a new cluster. The DAG's failure callback
+The cluster is created after staging, so no node bills while songs stream to S3 (the run
+record's ``idle_before_first_step_seconds`` shows what is left: creation's last poll and
+scheduling the first step). The setup tasks and ``create_cluster`` are the teardown's
+setups: the teardown runs whenever one succeeded (so also when creation fails half way),
+a failed teardown fails the run, and clearing a Spark step clears (re-runs) the setups, so
+the cleared step runs on a new cluster. The DAG's failure callback
 (``end_run_after_failure``) is the second backstop, for a run the scheduler ends without
 its teardown (a run timeout skips it).
 """
+import contextlib
 import datetime
 import functools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
+from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
 from airflow.sdk import TaskGroup, XComArg, task
+from airflow.sdk.definitions._internal.contextmanager import DagContext
 
 from msdlib.config import EmrSettings, PipelineConfig, load_config
 from msd_pipeline.run_context import RunContext
 from msd_pipeline.staging.rules import SongSlice
-from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles
+from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles, TaskLike
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
 from msd_pipeline.targets.emr.hook import PipelineEmrHook
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
-from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, StepSensorWithLogs,
+from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, ReleaseClustersOperator,
+                                                ReuseOrCreateClusterOperator, RunStepOperator,
                                                 end_run_after_failure)
 from msd_pipeline.targets.emr.staging import stage_to_s3
 from msd_pipeline.targets.emr.steps import spark_step
 from msd_pipeline.templates import xcom
 
+CLUSTER_GROUP = "cluster"
 SHIP_TASK_ID = "cluster.ship_code"
 SHIP_TIMEOUT = datetime.timedelta(minutes=15)
-ADD_STEP_TIMEOUT = datetime.timedelta(minutes=10)
+# Adding a step and the last state poll, on top of the step's own timeout.
+ADD_STEP_SECONDS = 600
 # Deleting the run's secret and logging after the clusters are gone.
 TEARDOWN_SLACK_SECONDS = 600
 CREATE_TASK_ID = "cluster.create_cluster"
@@ -72,62 +81,78 @@ class EmrTarget(PipelineTarget):
 
     # -- parse-time builders ---------------------------------------------------------
     def setup(self, run: XComArg) -> List[Any]:
-        with TaskGroup("cluster", tooltip="Ship the code and create the run's EMR cluster"):
-            shipped = _ship_code_task(run)
-            create = EmrCreateJobFlowOperator(
-                task_id="create_cluster",
-                job_flow_overrides=xcom(SHIP_TASK_ID, "job_flow_request"),
-                emr_conn_id=None,
-                aws_conn_id=self.emr.aws_conn_id,
-                region_name=self.emr.region,
-                wait_policy=WaitPolicy.WAIT_FOR_COMPLETION,
-                waiter_delay=self.emr.poll_seconds,
-                waiter_max_attempts=max(1, self.emr.create_timeout_seconds // self.emr.poll_seconds),
-                deferrable=self.emr.deferrable,
-                retries=0,
-                execution_timeout=datetime.timedelta(seconds=self.emr.create_timeout_seconds + 300),
-                doc_md="RunJobFlow with the request built by ship_code; waits until the "
-                       "cluster is WAITING and terminates it when that wait fails.",
-            )
-            shipped >> create
-        return [shipped, create]
+        with _cluster_group():
+            return [_ship_code_task(run)]
 
     def stage_data(self, run: XComArg) -> XComArg:
         return _stage_data_task(run)
 
-    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> TaskGroup:
-        with TaskGroup(task_id, tooltip=f"EMR step: spark_jobs/{job}") as group:
-            add_step = EmrAddStepsOperator(
-                task_id="add_step",
+    def start_engine(self, run: XComArg) -> EmrCreateJobFlowOperator:
+        with _cluster_group():
+            return EmrCreateJobFlowOperator(
+                task_id="create_cluster",
+                doc_md="RunJobFlow with the request built by ship_code, once the songs are "
+                       "staged; waits until the cluster is WAITING and terminates it when "
+                       "that wait fails.",
+                **self._create_arguments())
+
+    def spark_step(self, task_id: str, job: str, job_args: List[str],
+                   engine: Optional[TaskLike] = None) -> RunStepOperator:
+        emr = self.emr
+        return RunStepOperator(
+            task_id=task_id,
+            job_flow_id=xcom(_task_id(engine)) if engine is not None else CLUSTER_ID_FIELD,
+            steps=[_step_template(task_id, job, job_args)],
+            aws_conn_id=emr.aws_conn_id,
+            region_name=emr.region,
+            waiter_delay=emr.poll_seconds,
+            waiter_max_attempts=max(1, emr.step_timeout_seconds // emr.poll_seconds),
+            deferrable=emr.deferrable,
+            log_wait_seconds=emr.log_wait_seconds,
+            log_tail_lines=emr.log_tail_lines,
+            mongo_conn_id=self.config.mongo.airflow_conn_id,
+            retries=0,
+            execution_timeout=datetime.timedelta(
+                seconds=ADD_STEP_SECONDS + emr.step_timeout_seconds + emr.log_wait_seconds),
+            doc_md=f"Adds the `spark_jobs/{job}` step (command-runner.jar spark-submit) and "
+                   "waits for it; a failed step's stderr and controller log are copied from "
+                   "LogUri into this log. Clearing this task runs the step again.",
+        )
+
+    def release_for_wait(self, run: XComArg) -> ReleaseClustersOperator:
+        with _cluster_group():
+            return ReleaseClustersOperator(
+                task_id="release_for_approval",
                 job_flow_id=CLUSTER_ID_FIELD,
-                steps=[_step_template(task_id, job, job_args)],
                 aws_conn_id=self.emr.aws_conn_id,
                 region_name=self.emr.region,
-                retries=0,
-                execution_timeout=ADD_STEP_TIMEOUT,
-                doc_md=f"Adds the `spark_jobs/{job}` step (command-runner.jar spark-submit).",
-            )
-            wait = StepSensorWithLogs(
-                task_id="wait_for_step",
-                job_flow_id=CLUSTER_ID_FIELD,
-                step_id=xcom(add_step.task_id, 0),
-                aws_conn_id=self.emr.aws_conn_id,
-                region_name=self.emr.region,
-                poke_interval=self.emr.poll_seconds,
-                timeout=self.emr.step_timeout_seconds,
-                max_attempts=max(1, self.emr.step_timeout_seconds // self.emr.poll_seconds),
-                deferrable=self.emr.deferrable,
-                log_wait_seconds=self.emr.log_wait_seconds,
-                log_tail_lines=self.emr.log_tail_lines,
-                mongo_conn_id=self.config.mongo.airflow_conn_id,
-                retries=0,
-                execution_timeout=datetime.timedelta(
-                    seconds=self.emr.step_timeout_seconds + self.emr.log_wait_seconds + 300),
-                doc_md="Waits for the step; when it fails, its stderr and controller log "
-                       "are copied from LogUri into this log.",
-            )
-            add_step >> wait
-        return group
+                retries=1,
+                execution_timeout=datetime.timedelta(minutes=10),
+                doc_md="Terminates the run's cluster before the approval waits, so that no "
+                       "node bills while the question is open.")
+
+    def resume_after_wait(self, run: XComArg) -> ReuseOrCreateClusterOperator:
+        with _cluster_group():
+            return ReuseOrCreateClusterOperator(
+                task_id="reopen_for_impute",
+                live_cluster_id=CLUSTER_ID_FIELD,
+                doc_md="Imputation's cluster: the run's cluster when it is still up (no "
+                       "approval was asked), else a new one from the same request.",
+                **self._create_arguments())
+
+    def _create_arguments(self) -> Dict[str, Any]:
+        emr = self.emr
+        return dict(
+            job_flow_overrides=xcom(SHIP_TASK_ID, "job_flow_request"),
+            emr_conn_id=None,
+            aws_conn_id=emr.aws_conn_id,
+            region_name=emr.region,
+            wait_policy=WaitPolicy.WAIT_FOR_COMPLETION,
+            waiter_delay=emr.poll_seconds,
+            waiter_max_attempts=max(1, emr.create_timeout_seconds // emr.poll_seconds),
+            deferrable=emr.deferrable,
+            retries=0,
+            execution_timeout=datetime.timedelta(seconds=emr.create_timeout_seconds + 300))
 
     def teardown(self, run: XComArg) -> EndRunClusterOperator:
         return EndRunClusterOperator(
@@ -171,10 +196,27 @@ class EmrTarget(PipelineTarget):
         emr = run.config.emr
         cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)
         cluster = _hook(emr).describe_cluster(cluster_id)
-        estimate = cost.estimate_cost(emr, cost.cluster_hours(cluster["Status"]["Timeline"]))
+        timeline = cluster["Status"]["Timeline"]
+        estimate = cost.estimate_cost(emr, cost.cluster_hours(timeline))
         return {"cluster_id": cluster_id, "cluster_name": cluster["Name"],
                 "release_label": cluster.get("ReleaseLabel"), "log_uri": cluster.get("LogUri"),
-                "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate}
+                "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate,
+                "idle_before_first_step_seconds": cost.idle_seconds(
+                    timeline.get("ReadyDateTime"), _hook(emr).first_step_created(cluster_id))}
+
+
+@contextlib.contextmanager
+def _cluster_group() -> Iterator[TaskGroup]:
+    """The DAG's ``cluster`` task group (created by the first builder that needs it)."""
+    dag = DagContext.get_current()
+    group = dag.task_group.get_task_group_dict().get(CLUSTER_GROUP) if dag else None
+    with group or TaskGroup(CLUSTER_GROUP, tooltip="The run's EMR cluster: checks, code, "
+                                                   "creation, release") as current:
+        yield current
+
+
+def _task_id(task_like: TaskLike) -> str:
+    return task_like.operator.task_id if isinstance(task_like, XComArg) else task_like.task_id
 
 
 def _hook(emr: EmrSettings) -> PipelineEmrHook:

@@ -20,7 +20,7 @@ from msdlib.config import PipelineConfig, load_config
 from msd_pipeline.paths import SPARK_JOBS_DIR
 from msd_pipeline.run_context import RunContext
 from msd_pipeline.staging.rules import absolute
-from msd_pipeline.targets.base import PipelineTarget, RunFiles
+from msd_pipeline.targets.base import PipelineTarget, RunFiles, TaskLike
 from msd_pipeline.targets.spark_submit.operators import (QUIET_SPARK_CONF,
                                                          PipelineSparkSubmitOperator)
 from msd_pipeline.targets.spark_submit.staging import stage_songs
@@ -59,7 +59,8 @@ class SparkSubmitTarget(PipelineTarget):
 
         return stage_data(run)
 
-    def spark_step(self, task_id: str, job: str, job_args: List[str]) -> PipelineSparkSubmitOperator:
+    def spark_step(self, task_id: str, job: str, job_args: List[str],
+                   engine: Optional[TaskLike] = None) -> PipelineSparkSubmitOperator:
         return PipelineSparkSubmitOperator(
             task_id=task_id,
             application=str(SPARK_JOBS_DIR / job),
