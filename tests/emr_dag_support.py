@@ -125,7 +125,7 @@ class PipelineRun:
     output: str                 # the `airflow dags test` output
     state: str                  # the DAG run's final state
     tasks: Dict[str, str]       # task id → final state
-    clusters: List[Cluster]     # the clusters this run created
+    clusters: List[Cluster]     # the clusters this run created, oldest first
     logs: str                   # output and task log files together
 
     def describe(self) -> str:
@@ -156,7 +156,8 @@ def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, mo
     assert not driver.errors, driver.errors
     run_id, state = latest_run(dag_id, airflow_env)
     output = result.output
-    clusters = [emr_backend().clusters[cid] for cid in sorted(set(emr_backend().clusters) - before)]
+    clusters = sorted((emr_backend().clusters[cid] for cid in set(emr_backend().clusters) - before),
+                      key=lambda cluster: cluster.creation_datetime)
     return PipelineRun(output, state, task_states(dag_id, run_id, airflow_env), clusters,
                        output + "\n".join(task_log_text(airflow_env, dag_id, run_id).values()))
 

@@ -1,5 +1,5 @@
-"""Clearing a failed step of an ``msd_emr_pipeline`` run: the setups (code, cluster) re-run
-and the steps target a new cluster. The first attempt runs with ``airflow dags test``; the
+"""Clearing the failed step task of an ``msd_emr_pipeline`` run (one task: add the step and
+wait for it): the setups (code, cluster) re-run and the step runs again on the new cluster. The first attempt runs with ``airflow dags test``; the
 cleared run resumes as the scheduler would (tests/airflow_programs/resume_cleared_run.py).
 How moto plays EMR: tests/emr_dag_support.py."""
 import subprocess
@@ -43,7 +43,7 @@ def test_clearing_a_failed_step_reruns_it_on_a_new_cluster(emr_airflow_env, moto
     run_id, _ = latest_run(DAG_ID, emr_airflow_env)
 
     cleared = subprocess.run(
-        [airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", "spark.ingest.",
+        [airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", "^spark\\.ingest$",
          "-s", logical_date, "-e", logical_date, "-d", "-y"],
         env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=300)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr

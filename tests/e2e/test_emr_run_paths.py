@@ -1,6 +1,6 @@
 """``airflow dags test msd_emr_pipeline`` against moto, on the paths a run takes: success
 (every step run for real on local Spark), a failed step, cluster creation failing after the
-cluster id exists, a step sensor timeout. Each ends with every cluster of the run
+cluster id exists, a step timeout. Each ends with every cluster of the run
 terminated and the run secret deleted, and no secret (AWS keys, Mongo password) in the
 task logs, the metadata DB (XCom, rendered fields) or the step arguments.
 How moto plays EMR: tests/emr_dag_support.py."""
@@ -27,7 +27,7 @@ def test_success_path_records_metrics_and_terminates(emr_airflow_env, moto_url, 
     # no champion at all there is nothing to impute with.
     promoted = db["model_decisions"].find_one()["status"] == "promoted"
     skipped = set() if promoted else {
-        "model.promote", "spark.impute.add_step", "spark.impute.wait_for_step"}
+        "model.promote", "spark.impute"}
     not_done = {task for task, state in run.tasks.items() if state != "success"}
     assert not_done - {"model.approve"} == skipped, run.tasks
     assert {run.tasks[task] for task in not_done} <= {"skipped"}, run.tasks
@@ -43,6 +43,9 @@ def test_success_path_records_metrics_and_terminates(emr_airflow_env, moto_url, 
     details = record["target_details"]
     assert details["cluster_id"] == cluster.id
     assert details["cost"]["instance_hours"] > 0 and details["cost"]["estimated_usd"] > 0
+    # Created after staging: the ready cluster waits only for the first step's scheduling.
+    print("idle before the first step: %.1f s" % details["idle_before_first_step_seconds"])
+    assert 0 <= details["idle_before_first_step_seconds"] < 30
     assert record["artifacts"]["metrics_uri"].startswith(f"s3://{BUCKET}/pipeline/artifacts/")
     assert "Report: s3://" in run.logs
     bucket, _, key = record["artifacts"]["report_uri"][len("s3://"):].partition("/")
@@ -59,7 +62,7 @@ def test_failed_step_fails_the_run_shows_its_log_and_terminates(emr_airflow_env,
     run = run_pipeline(emr_airflow_env, config, failing_step, moto_url)
 
     assert run.state == "failed", run.describe()
-    assert run.tasks["spark.ingest.wait_for_step"] == "failed", run.describe()
+    assert run.tasks["spark.ingest"] == "failed", run.describe()
     assert run.tasks["terminate_cluster"] == "success", run.describe()
     assert_run_cleaned_up(run, moto_url)
     assert FAILED_STEP_MARKER in run.logs  # the step's stderr, fetched from LogUri
@@ -88,14 +91,17 @@ def test_creation_failing_after_the_cluster_exists_terminates_it(emr_airflow_env
     assert_no_secret_leaked(emr_airflow_env, run)
 
 
-def test_sensor_timeout_fails_the_run_and_terminates(emr_airflow_env, moto_url, song_archive,
-                                                     tmp_path):
+def test_step_timeout_fails_the_run_and_terminates(emr_airflow_env, moto_url, song_archive,
+                                                   tmp_path):
+    """Not deferred: the step task waits in the worker (emr.deferrable = false)."""
     config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_timeout",
-                          step_timeout_seconds=4)
+                          step_timeout_seconds=4, deferrable=False)
     run = run_pipeline(emr_airflow_env, config, hanging_step, moto_url)
 
     assert run.state == "failed", run.describe()
-    assert run.tasks["spark.ingest.wait_for_step"] == "failed", run.describe()
+    assert run.tasks["spark.ingest"] == "failed", run.describe()
+    assert "max attempts reached" in run.logs, run.describe()
+    assert "[DAG TEST] Trigger completed" not in run.output
     assert run.tasks["terminate_cluster"] == "success", run.describe()
     assert_run_cleaned_up(run, moto_url)
     assert_no_secret_leaked(emr_airflow_env, run)
