@@ -57,37 +57,37 @@ ENV_READ_BY_CODE = {registry.TRACKING_URI_ENV: registry.tracking_uri}
 
 # The preflight check (a row of the doc's preflight table) verifying each aws command's
 # effect: the state it creates, or the permission a read-only command needs.
-S3_ROOT = "S3 root"
-IAM_AIRFLOW = "IAM: Airflow principal"
-IAM_SERVICE_ROLES = "IAM: service roles"
-IAM_INSTANCE_PROFILE = "IAM: instance profile"
-RELEASE = "release"
-INSTANCE_TYPES = "instance types"
-QUOTA = "vCPU quota"
-V2_TAGS = "V2 tags"
-SUBNET = "subnet"
+S3_ROOT = "s3 root"
+EMR_ROLES = "emr roles"
+IAM_AIRFLOW = "iam airflow principal"
+IAM_INSTANCE_PROFILE = "iam instance profile"
+RELEASE = "emr release"
+RELEASE_SPARK = "emr release spark"
+NETWORK = "network tags"
+INSTANCE_TYPES = "instance types offered"
+QUOTA = "vcpu quota"
 PREFLIGHT_VERIFIES = {
-    ("iam", "create-role"): IAM_SERVICE_ROLES,
-    ("iam", "attach-role-policy"): IAM_SERVICE_ROLES,
-    ("iam", "create-service-linked-role"): IAM_SERVICE_ROLES,
+    ("iam", "create-role"): EMR_ROLES,
+    ("iam", "attach-role-policy"): EMR_ROLES,
+    ("iam", "create-service-linked-role"): EMR_ROLES,
+    ("iam", "create-instance-profile"): EMR_ROLES,
+    ("iam", "add-role-to-instance-profile"): EMR_ROLES,
     ("iam", "put-role-policy"): IAM_INSTANCE_PROFILE,
-    ("iam", "create-instance-profile"): IAM_INSTANCE_PROFILE,
-    ("iam", "add-role-to-instance-profile"): IAM_INSTANCE_PROFILE,
     ("iam", "create-policy"): IAM_AIRFLOW,
     ("iam", "attach-user-policy"): IAM_AIRFLOW,
     ("iam", "simulate-principal-policy"): IAM_AIRFLOW,
     ("emr", "describe-cluster"): IAM_AIRFLOW,
     ("emr", "terminate-clusters"): IAM_AIRFLOW,
-    ("emr", "describe-release-label"): RELEASE,
     ("emr", "list-release-labels"): RELEASE,
+    ("emr", "describe-release-label"): RELEASE_SPARK,
     ("ec2", "describe-instance-type-offerings"): INSTANCE_TYPES,
     ("service-quotas", "get-service-quota"): QUOTA,
     ("service-quotas", "request-service-quota-increase"): QUOTA,
-    ("ec2", "describe-subnets"): V2_TAGS,
-    ("ec2", "describe-security-groups"): V2_TAGS,
-    ("ec2", "create-tags"): V2_TAGS,
-    ("ec2", "describe-tags"): V2_TAGS,
-    ("ec2", "describe-vpcs"): SUBNET,
+    ("ec2", "describe-subnets"): NETWORK,
+    ("ec2", "describe-security-groups"): NETWORK,
+    ("ec2", "create-tags"): NETWORK,
+    ("ec2", "describe-tags"): NETWORK,
+    ("ec2", "describe-vpcs"): NETWORK,
     ("s3", "ls"): S3_ROOT,
     ("s3", "cp"): S3_ROOT,
 }
