@@ -93,7 +93,6 @@ PREFLIGHT_VERIFIES = {
 }
 # AWS CLI commands that are no API operation of their own (the CLI's customizations).
 CLI_CUSTOMIZATIONS = {("s3", "ls"), ("s3", "cp"), ("emr", "terminate-clusters")}
-CLI_SERVICE_NAMES = {"s3api": "s3"}
 AWS_GLOBAL_OPTIONS = {"--query", "--output", "--region", "--profile", "--max-items"}
 
 
@@ -124,14 +123,14 @@ def inline_commands() -> List[str]:
 
 @lru_cache(maxsize=None)
 def commands() -> Tuple[Tuple[str, ...], ...]:
-    """Every simple command of the doc as tokens (pipelines and ``&&`` split)."""
+    """Every simple command of the doc as tokens (a pipeline split at ``|``)."""
     lines = [command for language, body in code_blocks() if language == "sh"
              for command in block_commands(body)] + inline_commands()
     simple = []
     for line in lines:
         current: List[str] = []
         for token in shlex.split(line):
-            if token in ("|", "&&"):
+            if token == "|":
                 simple.append(tuple(current))
                 current = []
             else:
@@ -145,13 +144,11 @@ def commands_starting(*words: str) -> List[Tuple[str, ...]]:
 
 
 def env_assignments() -> List[Tuple[str, str]]:
-    """(name, value) of ``export NAME=value`` and bare ``NAME=value`` commands."""
+    """(name, value) of the ``export NAME=value`` commands."""
     assignments = []
-    for command in commands():
-        words = command[1:] if command[0] == "export" else command
-        if re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
-            assert len(words) == 1, command
-            assignments.append(tuple(words[0].split("=", 1)))
+    for command in commands_starting("export"):
+        assert len(command) == 2 and "=" in command[1], command
+        assignments.append(tuple(command[1].split("=", 1)))
     return assignments
 
 
@@ -170,22 +167,15 @@ def connection_from_env(monkeypatch, name: str, value: str):
 
 
 def connection_from_cli(command: Tuple[str, ...]):
-    """The Connection ``airflow connections add`` stores (its three branches)."""
+    """The Connection ``airflow connections add`` stores for ``--conn-uri`` or
+    ``--conn-json`` (the forms the doc uses), as that command builds it."""
     from airflow.models import Connection
 
     args = airflow_cli_args(command)
     if args.conn_uri:
-        connection = Connection(conn_id=args.conn_id, uri=args.conn_uri)
-    elif args.conn_json:
-        connection = Connection.from_json(conn_id=args.conn_id, value=args.conn_json)
-    else:
-        connection = Connection(conn_id=args.conn_id, conn_type=args.conn_type,
-                                host=args.conn_host, login=args.conn_login,
-                                password=args.conn_password, schema=args.conn_schema,
-                                port=args.conn_port)
-    if args.conn_extra is not None:
-        connection.set_extra(args.conn_extra)
-    return connection
+        return Connection(conn_id=args.conn_id, uri=args.conn_uri)
+    assert args.conn_json, f"use --conn-uri or --conn-json: {command}"
+    return Connection.from_json(conn_id=args.conn_id, value=args.conn_json)
 
 
 def airflow_cli_args(command: Tuple[str, ...]):
@@ -235,8 +225,7 @@ def emr_task_ids() -> Set[str]:
 # -- aws commands ------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def botocore_operations(service: str) -> Dict[str, object]:
-    model = botocore.session.get_session().get_service_model(
-        CLI_SERVICE_NAMES.get(service, service))
+    model = botocore.session.get_session().get_service_model(service)
     return {botocore.xform_name(name, "-"): model.operation_model(name)
             for name in model.operation_names}
 
@@ -265,7 +254,8 @@ def test_every_code_block_says_its_language_and_parses():
 def test_every_command_is_of_a_kind_this_test_checks():
     checked = {"aws", "airflow", "python", "make", "export"} | LOCAL_TOOLS
     for command in commands():
-        assert command[0] in checked or re.match(r"^[A-Z_][A-Z0-9_]*=", command[0]), command
+        assert command[0] in checked, command
+        assert command[0] != "python" or command[1] == "-m", command
 
 
 def test_mongo_connections_have_the_mongo_type_and_become_the_pipeline_uri(monkeypatch):
