@@ -1,7 +1,7 @@
 # One entry point for setting up, running and testing the project on a fresh machine.
 #   make demo   set everything up and run the pipeline on the embedded default
 #   make test   set everything up and run the tests (make test-unit: the fast unit tier)
-#   make test-emr-runtime   the jobs end to end on EMR's Spark and pinned dependencies
+#   make test-emr-runtime   the jobs end to end on EMR 7's Python 3.9, Spark and pinned dependencies
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ PTH := $(VENV)/lib/python3.11/site-packages/msd_project.pth
 SHARED_TRACKS := ../shared/msd/tracks
 export MSD_STATE_DIR ?= $(CURDIR)/.state
 
-.PHONY: setup setup-emr demo test test-unit test-emr-runtime services-start services-stop services-status bench clean
+.PHONY: FORCE setup setup-emr demo test test-unit test-emr-runtime services-start services-stop services-status bench clean
 
 setup: $(STAMP) $(PTH)
 
@@ -24,19 +24,28 @@ $(STAMP): requirements.txt requirements-dev.txt
 $(PTH): $(STAMP)
 	printf '%s\n%s\n' "$(CURDIR)/include" "$(CURDIR)/spark_jobs" > $@
 
-# The EMR runtime: the Spark that emr.release_label ships and the exact pins the
-# cluster's bootstrap installs (include/emr/requirements-emr.txt), nothing else.
+# The EMR runtime: EMR 7's Python (3.9), the Spark that emr.release_label ships and the
+# exact pins the cluster's bootstrap installs (include/emr/requirements-emr.txt), nothing
+# else. The 3.9 interpreter is python3.9 on PATH, else pyenv's newest 3.9.x; without one
+# setup-emr fails, naming what it tried (python -m msd_devtools.emr_runtime --python).
 EMR_VENV := .venv-emr
 EMR_PY := $(EMR_VENV)/bin/python
 EMR_STAMP := $(EMR_VENV)/.installed
 EMR_REQUIREMENTS := include/emr/requirements-emr.txt
+# The interpreter .venv-emr is built from: rewritten only when another one is found,
+# which rebuilds .venv-emr.
+EMR_INTERPRETER := $(EMR_VENV).interpreter
 export MSD_EMR_PYTHON := $(CURDIR)/$(EMR_PY)
 
 setup-emr: $(EMR_STAMP)
 
-$(EMR_STAMP): $(EMR_REQUIREMENTS) include/pipeline.toml include/msd_pipeline/targets/emr/releases.py spark_jobs/msdlib/config.py | setup
+$(EMR_INTERPRETER): FORCE | setup
+	@found="$$($(PY) -m msd_devtools.emr_runtime --python)" && \
+	  { [ "$$(cat $@ 2>/dev/null)" = "$$found" ] || echo "$$found" > $@; }
+
+$(EMR_STAMP): $(EMR_INTERPRETER) $(EMR_REQUIREMENTS) include/pipeline.toml include/msd_pipeline/targets/emr/releases.py spark_jobs/msdlib/config.py | setup
 	rm -rf $(EMR_VENV)
-	$(PYTHON) -m venv $(EMR_VENV)
+	"$$(cat $(EMR_INTERPRETER))" -m venv $(EMR_VENV)
 	$(EMR_PY) -m pip install --quiet --upgrade pip
 	$(EMR_PY) -m pip install --quiet -r $(EMR_REQUIREMENTS) "$$($(PY) -m msd_devtools.emr_runtime)"
 	$(EMR_PY) -m pip check
@@ -62,7 +71,7 @@ test: setup setup-emr
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
-# The EMR runtime tier alone: both jobs through that Spark's spark-submit (a few minutes).
+# The EMR runtime tier alone: both jobs through that Spark's spark-submit (about a minute).
 test-emr-runtime: setup setup-emr
 	$(PY) -m pytest tests/emr_runtime
 
@@ -71,6 +80,8 @@ bench: setup services-start
 	$(PY) benchmarks/bench_s3_ingest.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_serving.py
+
+FORCE:
 
 clean: services-stop
 	rm -rf .state artifacts data test-artifacts

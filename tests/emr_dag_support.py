@@ -79,14 +79,17 @@ class RealStepRunner:
 
     def _node_env(self, cluster: Any) -> Dict[str, str]:
         """The node's environment: AWS via the instance profile (here: moto), plus what
-        the cluster's spark-env classification exports. No MSD_MONGO_URI."""
+        the cluster's spark-env classification exports. No MSD_MONGO_URI. Harness
+        adaptation: PYSPARK_PYTHON stays this interpreter, since the bootstrap's virtual
+        environment that spark-env names (msdlib.config.EMR_VENV_PYTHON) exists on EMR's
+        nodes only."""
         env = {key: value for key, value in os.environ.items() if key != "MSD_MONGO_URI"}
         env.update(aws_env(self.moto_url, self.credentials))
-        env["PYSPARK_PYTHON"] = sys.executable
         for classification in cluster.configurations:
             if classification.get("Classification") == "spark-env":
                 for nested in classification.get("Configurations", []):
                     env.update(nested.get("Properties", {}))
+        env["PYSPARK_PYTHON"] = sys.executable
         return env
 
 

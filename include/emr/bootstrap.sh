@@ -3,12 +3,16 @@
 # user, before Spark starts (include/msd_pipeline/targets/emr/cluster.py passes the
 # arguments).
 #
-#   bootstrap.sh --requirements s3://.../requirements-emr.txt [--mongodb-on-master 7.0]
+#   bootstrap.sh --requirements s3://.../requirements-emr.txt --venv /opt/msd-venv \
+#                [--mongodb-on-master 7.0]
 #
-# Installs the Spark jobs' Python dependencies for EMR's python3 from the pinned set in
-# requirements-emr.txt (every transitive dependency pinned, so all nodes and all
-# clusters get the same versions), installing pip first where the image lacks it. With
-# --mongodb-on-master (the tutorial's setup, emr.mongo_mode = "master_node") it also
+# Creates a virtual environment at --venv with the node's python3 (3.9 on EMR 7's Amazon
+# Linux 2023) and installs the Spark jobs' Python dependencies there from the pinned set
+# in requirements-emr.txt (every transitive dependency pinned, so all nodes and all
+# clusters get the same versions); the cluster's spark-defaults and spark-env point
+# PySpark at its interpreter. The system Python and its RPM-managed packages stay
+# untouched. Running the script again is safe: venv and pip keep what is installed.
+# With --mongodb-on-master (the tutorial's setup, emr.mongo_mode = "master_node") it also
 # installs MongoDB on the master node, from the repository of the node's architecture
 # (x86_64 or aarch64/Graviton), listening inside the cluster's security groups.
 #
@@ -21,22 +25,29 @@ instance_info="${MSD_EMR_INSTANCE_INFO:-/mnt/var/lib/info/instance.json}"
 
 usage() {
   echo "bootstrap.sh: $1" >&2
-  echo "usage: bootstrap.sh --requirements s3://.../requirements-emr.txt [--mongodb-on-master VERSION]" >&2
+  echo "usage: bootstrap.sh --requirements s3://.../requirements-emr.txt --venv /ABSOLUTE/PATH [--mongodb-on-master VERSION]" >&2
   exit 2
 }
 
 requirements=""
+venv=""
 mongodb_version=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --requirements|--mongodb-on-master)
+    --requirements|--venv|--mongodb-on-master)
       [ $# -ge 2 ] && [ -n "$2" ] || usage "$1 needs a value"
-      if [ "$1" = "--requirements" ]; then requirements="$2"; else mongodb_version="$2"; fi
+      case "$1" in
+        --requirements) requirements="$2" ;;
+        --venv) venv="$2" ;;
+        *) mongodb_version="$2" ;;
+      esac
       shift 2 ;;
     *) usage "unknown argument $1" ;;
   esac
 done
 [ -n "$requirements" ] || usage "--requirements s3://... is required"
+[ -n "$venv" ] || usage "--venv PATH is required"
+[ "${venv#/}" != "$venv" ] || usage "--venv must be an absolute path, got $venv"
 
 # The MongoDB repository's folder for this node's CPU.
 mongodb_repo_arch() {
@@ -47,11 +58,15 @@ mongodb_repo_arch() {
   esac
 }
 
-ensure_pip() {
-  python3 -m pip --version >/dev/null 2>&1 && return 0
-  echo "bootstrap.sh: python3 has no pip; installing it" >&2
-  sudo python3 -m ensurepip --upgrade || sudo dnf install -y python3-pip
-  python3 -m pip --version >/dev/null
+# The jobs' environment: created with the node's python3 (venv seeds it with pip from
+# python3's own ensurepip); on a re-run, venv repairs what is missing and keeps what is
+# installed. Owned by root, readable by the hadoop and yarn users that run the steps.
+install_job_environment() {
+  local requirements_file="$1"
+  sudo python3 -m venv "$venv"
+  sudo "$venv/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
+  sudo "$venv/bin/python" -m pip install --quiet --no-cache-dir -r "$requirements_file"
+  sudo "$venv/bin/python" -m pip check
 }
 
 is_master_node() {
@@ -81,11 +96,7 @@ fi
 
 workdir="$(mktemp -d)"
 aws s3 cp "$requirements" "$workdir/requirements-emr.txt"
-ensure_pip
-# --ignore-installed: the image's RPM-installed packages (urllib3, six, ...) cannot be
-# uninstalled by pip; the pinned versions are installed next to them and take precedence.
-sudo python3 -m pip install --quiet --no-cache-dir --ignore-installed \
-  -r "$workdir/requirements-emr.txt"
+install_job_environment "$workdir/requirements-emr.txt"
 
 if [ -n "$mongodb_version" ] && is_master_node; then
   install_mongodb "$mongodb_version"

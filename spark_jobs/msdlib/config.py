@@ -36,6 +36,12 @@ GRID_STRATEGIES = ("auto", "cv", "split")
 STAGING_MODES = ("auto", "path", "url", "generated")
 INSTANCE_LAYOUTS = ("groups", "fleets")
 MONGO_MODES = ("secret", "master_node")
+# The Spark jobs' virtual environment on every EMR node: include/emr/bootstrap.sh creates
+# it there (the cluster request passes this path), and the cluster's spark-defaults
+# (spark.pyspark.python) and spark-env (PYSPARK_PYTHON) point PySpark at its interpreter.
+# On the root volume, apart from the /mnt data volumes that YARN and HDFS fill.
+EMR_VENV = "/opt/msd-venv"
+EMR_VENV_PYTHON = EMR_VENV + "/bin/python"
 
 
 class ConfigError(ValueError):
@@ -299,7 +305,7 @@ class EmrSettings:
     # spark-defaults of the cluster. spark.default.parallelism (core nodes x vCPUs) and
     # spark.sql.shuffle.partitions (twice that) come from the instance layout unless set.
     spark_properties: Dict[str, str] = setting({
-        "spark.pyspark.python": "python3", "spark.dynamicAllocation.enabled": "true"})
+        "spark.pyspark.python": EMR_VENV_PYTHON, "spark.dynamicAllocation.enabled": "true"})
     # "for-use-with-amazon-emr-managed-policies" is what AmazonEMRServicePolicy_v2 (the V2
     # service role) requires on the cluster's resources.
     tags: Dict[str, str] = setting({

@@ -1,6 +1,7 @@
-"""The EMR runtime tier: both Spark jobs end to end on the Spark that ``emr.release_label``
-ships and the exact Python packages the cluster's bootstrap installs (.venv-emr, built
-by ``make setup-emr`` from include/emr/requirements-emr.txt), the way a cluster runs them:
+"""The EMR runtime tier: both Spark jobs end to end on EMR 7's Python (3.9), the Spark that
+``emr.release_label`` ships and the exact Python packages the cluster's bootstrap installs
+(.venv-emr, built by ``make setup-emr`` from include/emr/requirements-emr.txt with a 3.9
+interpreter), the way a cluster runs them:
 
 * the run's code (the msdlib zip, the job scripts) shipped to S3 as ``ship_code`` does,
   fetched back and started with the step's own spark-submit line (``--master yarn``
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pymongo
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from emr_support import aws_env, client, mongo_user_uri, moto_server
 from msd_pipeline.staging.generator import generate_songs
@@ -39,24 +42,12 @@ MONGO_USER = "msd_emr_runtime"
 MONGO_PASSWORD = "emr-Runtime-pw-93c1e7"
 JOB_TIMEOUT_SECONDS = 900
 
-# Reports the EMR interpreter's view: pyspark's version and home, and each pin of the
-# requirements file that applies to this Python, with the version installed.
+# Reports the EMR interpreter's view: its version, pyspark's version and home.
 INSPECT_EMR_PYTHON = """
-import importlib.metadata, json, os, sys
+import json, os, sys
 import pyspark
-from packaging.markers import Marker
-pins = {}
-for line in open(sys.argv[1]):
-    requirement = line.split("#", 1)[0].strip()
-    if not requirement:
-        continue
-    spec, _, marker = requirement.partition(";")
-    if marker.strip() and not Marker(marker.strip()).evaluate():
-        continue
-    name, _, version = spec.partition("==")
-    pins[name.strip()] = [version.strip(), importlib.metadata.version(name.strip())]
 print(json.dumps({"pyspark": pyspark.__version__, "spark_home": os.path.dirname(pyspark.__file__),
-                  "python": sys.version_info[:2], "pins": pins}))
+                  "python": sys.version_info[:2]}))
 """
 
 
@@ -71,10 +62,33 @@ def emr_python():
 
 @pytest.fixture(scope="module")
 def emr_runtime(emr_python):
-    result = subprocess.run([emr_python, "-c", INSPECT_EMR_PYTHON,
-                             str(PROJECT_ROOT / "include" / "emr" / REQUIREMENTS)],
-                            capture_output=True, text=True, timeout=120, check=True)
-    return json.loads(result.stdout)
+    """The interpreter's view, and what its pip reports installed (name → version)."""
+    inspect = subprocess.run([emr_python, "-c", INSPECT_EMR_PYTHON], capture_output=True,
+                             text=True, timeout=120, check=True)
+    freeze = subprocess.run([emr_python, "-m", "pip", "freeze"], capture_output=True,
+                            text=True, timeout=120, check=True)
+    installed = {}
+    for line in freeze.stdout.split():
+        name, _, version = line.partition("==")
+        installed[canonicalize_name(name)] = version
+    return dict(json.loads(inspect.stdout), installed=installed)
+
+
+def pins_for(python_version):
+    """The pins of requirements-emr.txt that apply on ``python_version`` (name → version)."""
+    pins = {}
+    for line in (PROJECT_ROOT / "include" / "emr" / REQUIREMENTS).read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        requirement = Requirement(text)
+        if requirement.marker and not requirement.marker.evaluate(
+                {"python_version": python_version}):
+            continue
+        [pin] = requirement.specifier
+        assert pin.operator == "==", text
+        pins[canonicalize_name(requirement.name)] = pin.version
+    return pins
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +183,8 @@ class Node:
                           self._fetch(args[py_files + 2]), *args[py_files + 3:]]
 
     def spark_defaults(self):
-        """The cluster's spark-defaults classification; python3 is EMR's interpreter."""
+        """The cluster's spark-defaults classification, but with .venv-emr's interpreter:
+        the bootstrap's environment it names exists on EMR's nodes only."""
         properties = self._classification("spark-defaults")["Properties"]
         return dict(properties, **{"spark.pyspark.python": self.emr_python})
 
@@ -179,7 +194,7 @@ class Node:
                if key not in (env_vars.MONGO_URI, "PYTHONPATH", "SPARK_HOME",
                               "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
         env.update(aws_env(self.moto_url))
-        env.update(exports)
+        env.update(exports)  # PYSPARK_PYTHON names the nodes' environment: replaced below
         env.update(SPARK_HOME=self.spark_home, PYSPARK_PYTHON=self.emr_python,
                    PYSPARK_DRIVER_PYTHON=self.emr_python, SPARK_LOCAL_IP="127.0.0.1")
         return env
@@ -210,13 +225,22 @@ def read_s3_json(moto_url, uri):
     return json.loads(client("s3", moto_url).get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def test_the_runtime_is_the_releases_spark_with_the_bootstrap_pins(emr_runtime):
+def test_the_runtime_is_emr_7s_python_with_the_releases_spark(emr_runtime):
+    assert tuple(emr_runtime["python"]) == releases.EMR_PYTHON_VERSION
     release = load_config().emr.release_label
     assert emr_runtime["pyspark"] == releases.spark_version(release)
-    pins = emr_runtime["pins"]
-    assert {"h5py", "numpy", "pymongo", "matplotlib", "boto3"} <= set(pins)
-    assert {name: installed for name, (_, installed) in pins.items()} == \
-        {name: pinned for name, (pinned, _) in pins.items()}
+
+
+def test_installed_are_exactly_the_bootstrap_pins_for_python_3_9(emr_runtime):
+    expected = pins_for("{}.{}".format(*releases.EMR_PYTHON_VERSION))
+    assert {"h5py", "numpy", "pymongo", "matplotlib", "boto3"} <= set(expected)
+    # The pins only 3.9 installs are among them.
+    only_before_3_10 = set(expected) - set(pins_for("3.11"))
+    assert only_before_3_10 == {"importlib-resources", "zipp"}
+    installed = dict(emr_runtime["installed"])
+    assert installed.pop("pyspark") == emr_runtime["pyspark"]
+    installed.pop("py4j")  # pyspark's own dependency
+    assert installed == expected
 
 
 def test_ingest_then_training_on_emr_spark(node, cluster_run, moto_url, mongo_uri):

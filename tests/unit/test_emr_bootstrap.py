@@ -1,12 +1,19 @@
 """include/emr/bootstrap.sh run by bash with stand-ins for the node's commands (aws,
-sudo, python3, uname) on PATH: argument handling, pip installed where missing, the
-pinned requirements installed, MongoDB from the repository of the node's CPU.
+sudo, python3, uname) on PATH: argument handling, the pinned requirements installed into
+a virtual environment of their own (never the system Python), re-runs, MongoDB from the
+repository of the node's CPU.
 
-The stand-ins record each call in calls.log; ``sudo`` runs python3 (the stand-in),
-keeps what ``tee`` would write, and only records the rest (dnf, sed, systemctl)."""
+The stand-ins record each call in calls.log. ``sudo`` runs what it is given, keeps what
+``tee`` would write and only records dnf, sed and systemctl. ``python3`` is this
+interpreter, so the environment is a real venv into which real pip installs a real
+wheel, offline (PIP_NO_INDEX, PIP_FIND_LINKS); with FAKE_VENV=fail its venv fails, with
+FAKE_VENV=stub it makes a stand-in environment whose python only records its calls (the
+MongoDB tests, which need no real install)."""
 import json
 import os
 import subprocess
+import sys
+import zipfile
 
 import pytest
 
@@ -14,66 +21,102 @@ from project_paths import PROJECT_ROOT
 
 BOOTSTRAP = PROJECT_ROOT / "include" / "emr" / "bootstrap.sh"
 REQUIREMENTS_URI = "s3://bucket/runs/r1/code/requirements-emr.txt"
+PROBE = "msd_bootstrap_probe"
+PROBE_PIN = PROBE.replace("_", "-") + "==1.0"
 
 STUBS = {
     "aws": """#!/bin/bash
 echo "aws $*" >> "$STUB_DIR/calls.log"
-[ "$1 $2" = "s3 cp" ] && echo "h5py==3.12.1" > "$4"
+[ "$1 $2" = "s3 cp" ] && echo "$FAKE_REQUIREMENTS" > "$4"
 """,
     "uname": """#!/bin/bash
 [ "$1" = "-m" ] && echo "$FAKE_ARCH" || /bin/uname "$@"
 """,
     "python3": """#!/bin/bash
 echo "python3 $*" >> "$STUB_DIR/calls.log"
-case "$*" in
-  "-m pip --version") [ -e "$STUB_DIR/has-pip" ] ;;
-  "-m ensurepip --upgrade") [ "$FAKE_ENSUREPIP" = "ok" ] && touch "$STUB_DIR/has-pip" ;;
-  "-m pip install"*) [ -e "$STUB_DIR/has-pip" ] ;;
-  *) exit 99 ;;
-esac
+if [ "$1 $2" = "-m venv" ]; then
+  case "$FAKE_VENV" in
+    fail) echo "Error: ensurepip is not available" >&2; exit 1 ;;
+    stub) mkdir -p "$3/bin"
+          printf '#!/bin/bash\necho "venv-python $*" >> "$STUB_DIR/calls.log"\n' > "$3/bin/python"
+          chmod +x "$3/bin/python"; exit 0 ;;
+  esac
+fi
+exec "$REAL_PYTHON" "$@"
 """,
     "sudo": """#!/bin/bash
 echo "sudo $*" >> "$STUB_DIR/calls.log"
 case "$1" in
-  python3) exec "$@" ;;
   tee) cat > "$STUB_DIR/tee-$(basename "$2")" ;;
-  dnf) [ "$*" = "dnf install -y python3-pip" ] && touch "$STUB_DIR/has-pip"; exit 0 ;;
+  dnf|sed|systemctl) exit 0 ;;
+  *) exec "$@" ;;
 esac
 """,
 }
 
 
-def run_bootstrap(tmp_path, *args, arch="x86_64", pip=True, ensurepip="ok", master=True,
-                  replaced_stubs=None):
+def probe_wheel(folder):
+    """A one-module wheel for pip to install offline."""
+    folder.mkdir(exist_ok=True)
+    info = PROBE + "-1.0.dist-info"
+    wheel = folder / (PROBE + "-1.0-py3-none-any.whl")
+    files = {PROBE + ".py": "VERSION = '1.0'\n",
+             info + "/METADATA": "Metadata-Version: 2.1\nName: {}\nVersion: 1.0\n".format(
+                 PROBE.replace("_", "-")),
+             info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    files[info + "/RECORD"] = "".join(name + ",,\n" for name in [*files, info + "/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return folder
+
+
+def run_bootstrap(tmp_path, *args, arch="x86_64", venv="stub", master=True,
+                  requirements=PROBE_PIN):
     stubs = tmp_path / "bin"
     stubs.mkdir(exist_ok=True)
-    for name, text in dict(STUBS, **(replaced_stubs or {})).items():
+    for name, text in STUBS.items():
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
-    if pip:
-        (tmp_path / "has-pip").touch()
     info = tmp_path / "instance.json"
     info.write_text(json.dumps({"isMaster": master, "isRunningNameNode": master}))
     env = {"PATH": "{}:{}".format(stubs, os.environ["PATH"]), "STUB_DIR": str(tmp_path),
-           "FAKE_ARCH": arch, "FAKE_ENSUREPIP": ensurepip,
-           "MSD_EMR_INSTANCE_INFO": str(info), "TMPDIR": str(tmp_path)}
+           "FAKE_ARCH": arch, "FAKE_VENV": venv, "FAKE_REQUIREMENTS": requirements,
+           "REAL_PYTHON": sys.executable, "MSD_EMR_INSTANCE_INFO": str(info),
+           "TMPDIR": str(tmp_path), "HOME": str(tmp_path), "PIP_NO_INDEX": "1",
+           "PIP_FIND_LINKS": str(probe_wheel(tmp_path / "wheels")),
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     result = subprocess.run(["bash", str(BOOTSTRAP), *args], env=env, capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=300)
     log = tmp_path / "calls.log"
     calls = log.read_text().splitlines() if log.exists() else []
     return result, calls
 
 
-def sudo_calls(calls):
-    return [call for call in calls if call.startswith("sudo ")]
+def venv_args(tmp_path):
+    return "--requirements", REQUIREMENTS_URI, "--venv", str(tmp_path / "msd-venv")
+
+
+def installed(venv):
+    """name==version of every distribution in the environment, from its own pip."""
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list",
+                             "--format=freeze"], capture_output=True, text=True, check=True)
+    return set(result.stdout.split())
 
 
 @pytest.mark.parametrize("args, message", [
     ((), "--requirements s3://... is required"),
     (("--requirements",), "--requirements needs a value"),
     (("--requirements", ""), "--requirements needs a value"),
-    (("--requirements", REQUIREMENTS_URI, "--mongodb-on-master"), "--mongodb-on-master needs a value"),
-    (("--requirements", REQUIREMENTS_URI, "--verbose"), "unknown argument --verbose"),
+    (("--requirements", REQUIREMENTS_URI), "--venv PATH is required"),
+    (("--requirements", REQUIREMENTS_URI, "--venv"), "--venv needs a value"),
+    (("--requirements", REQUIREMENTS_URI, "--venv", "msd-venv"),
+     "--venv must be an absolute path, got msd-venv"),
+    (("--requirements", REQUIREMENTS_URI, "--venv", "/opt/v", "--mongodb-on-master"),
+     "--mongodb-on-master needs a value"),
+    (("--requirements", REQUIREMENTS_URI, "--venv", "/opt/v", "--verbose"),
+     "unknown argument --verbose"),
 ])
 def test_bad_arguments_exit_2_before_doing_anything(tmp_path, args, message):
     result, calls = run_bootstrap(tmp_path, *args)
@@ -82,48 +125,55 @@ def test_bad_arguments_exit_2_before_doing_anything(tmp_path, args, message):
     assert calls == []
 
 
-def test_installs_the_pinned_requirements_fetched_from_s3(tmp_path):
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI)
+def test_the_pins_go_into_a_virtual_environment_of_their_own(tmp_path):
+    venv = tmp_path / "msd-venv"
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), venv="real")
     assert result.returncode == 0, result.stderr
     [copy] = [call for call in calls if call.startswith("aws ")]
     assert copy.startswith("aws s3 cp {} ".format(REQUIREMENTS_URI))
     local_copy = copy.split()[-1]
-    assert sudo_calls(calls)[-1] == ("sudo python3 -m pip install --quiet --no-cache-dir "
-                                     "--ignore-installed -r " + local_copy)
-    assert not any("ensurepip" in call or "dnf" in call for call in calls)
+    python = str(venv / "bin" / "python")
+    assert [call for call in calls if call.startswith("sudo ")] == [
+        "sudo python3 -m venv " + str(venv),
+        "sudo {} -m pip install --quiet --no-cache-dir --upgrade pip".format(python),
+        "sudo {} -m pip install --quiet --no-cache-dir -r {}".format(python, local_copy),
+        "sudo {} -m pip check".format(python)]
+    # The system python3 only creates the environment: it installs nothing itself.
+    assert [call for call in calls if call.startswith("python3 ")] == [
+        "python3 -m venv " + str(venv)]
+    assert PROBE_PIN in installed(venv)
+    probe = subprocess.run([python, "-c", "import {0}, sys; print({0}.VERSION, sys.prefix)"
+                            .format(PROBE)], capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["1.0", str(venv)]
+
+    # A second run on the same node keeps the environment as installed.
+    before = installed(venv)
+    (tmp_path / "calls.log").unlink()
+    again, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), venv="real")
+    assert again.returncode == 0, again.stderr
+    assert "sudo python3 -m venv " + str(venv) in calls
+    assert installed(venv) == before
 
 
-def test_missing_pip_comes_from_ensurepip(tmp_path):
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI, pip=False)
-    assert result.returncode == 0, result.stderr
-    assert "sudo python3 -m ensurepip --upgrade" in calls
-    assert not any("dnf" in call for call in calls)
-    assert sudo_calls(calls)[-1].startswith("sudo python3 -m pip install")
-
-
-def test_missing_pip_comes_from_dnf_when_ensurepip_is_absent(tmp_path):
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI, pip=False,
-                                  ensurepip="missing")
-    assert result.returncode == 0, result.stderr
-    assert calls.index("sudo dnf install -y python3-pip") > calls.index(
-        "sudo python3 -m ensurepip --upgrade")
-    assert sudo_calls(calls)[-1].startswith("sudo python3 -m pip install")
-
-
-def test_no_pip_at_all_fails_the_bootstrap(tmp_path):
-    # dnf "succeeds" but leaves no pip behind: the install must not be attempted.
-    broken_sudo = STUBS["sudo"].replace('touch "$STUB_DIR/has-pip"; ', "")
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI, pip=False,
-                                  ensurepip="missing", replaced_stubs={"sudo": broken_sudo})
+def test_a_pin_pip_cannot_install_fails_the_bootstrap(tmp_path):
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), venv="real",
+                                  requirements="msd-missing-probe==9.9")
     assert result.returncode != 0
-    assert "sudo dnf install -y python3-pip" in calls
-    assert not any("pip install" in call for call in calls)
+    assert "msd-missing-probe" in result.stderr
+    assert not any(call.endswith("-m pip check") for call in calls)
+
+
+def test_no_virtual_environment_fails_the_bootstrap_before_any_install(tmp_path):
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), venv="fail")
+    assert result.returncode != 0
+    assert "ensurepip is not available" in result.stderr
+    assert not any("pip" in call for call in calls)
 
 
 @pytest.mark.parametrize("arch, repo_arch", [("x86_64", "x86_64"), ("aarch64", "aarch64")])
 def test_mongodb_on_the_master_comes_from_the_nodes_architecture(tmp_path, arch, repo_arch):
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI,
-                                  "--mongodb-on-master", "7.0", arch=arch)
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), "--mongodb-on-master", "7.0",
+                                  arch=arch)
     assert result.returncode == 0, result.stderr
     repo = (tmp_path / "tee-mongodb-org-7.0.repo").read_text()
     assert ("baseurl=https://repo.mongodb.org/yum/amazon/2023/mongodb-org/7.0/{}/"
@@ -135,16 +185,16 @@ def test_mongodb_on_the_master_comes_from_the_nodes_architecture(tmp_path, arch,
 
 
 def test_core_nodes_install_no_mongodb(tmp_path):
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI,
-                                  "--mongodb-on-master", "7.0", master=False)
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), "--mongodb-on-master", "7.0",
+                                  master=False)
     assert result.returncode == 0, result.stderr
     assert not any("mongo" in call for call in calls)
     assert not list(tmp_path.glob("tee-*"))
 
 
 def test_an_unsupported_cpu_fails_before_installing_anything(tmp_path):
-    result, calls = run_bootstrap(tmp_path, "--requirements", REQUIREMENTS_URI,
-                                  "--mongodb-on-master", "7.0", arch="ppc64le")
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), "--mongodb-on-master", "7.0",
+                                  arch="ppc64le")
     assert result.returncode == 2
     assert "no MongoDB packages for architecture ppc64le" in result.stderr
     assert calls == []

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from msdlib.config import load_config
+from msdlib.config import EMR_VENV_PYTHON, load_config
 from msd_pipeline.targets.emr.cluster import (ClusterConfigError, build_job_flow_request,
                                                instance_vcpus, parallelism_properties)
 from msd_pipeline.targets.emr.layout import RunLayout
@@ -55,7 +55,7 @@ def test_a_fleet_counts_its_largest_type_so_no_core_idles():
 
 def test_configured_parallelism_wins():
     emr = emr_settings(spark_properties={"spark.default.parallelism": "100",
-                                         "spark.pyspark.python": "python3"})
+                                         "spark.pyspark.python": EMR_VENV_PYTHON})
     properties = spark_defaults(emr)
     assert properties["spark.default.parallelism"] == "100"
     assert "spark.sql.shuffle.partitions" not in properties

@@ -9,6 +9,7 @@ import pytest
 
 from msd_pipeline.targets.emr import code_shipping
 from msd_pipeline.targets.emr.layout import JOBS_ZIP
+from msd_pipeline.targets.emr.releases import EMR_PYTHON_VERSION
 
 
 def shipped_python_files():
@@ -32,7 +33,7 @@ def test_the_run_ships_the_job_scripts_and_the_msdlib_modules():
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_file_parses_with_python_3_9_grammar(name):
-    ast.parse(SHIPPED[name], filename=name, feature_version=(3, 9))
+    ast.parse(SHIPPED[name], filename=name, feature_version=EMR_PYTHON_VERSION)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -65,4 +66,4 @@ def _annotations(node):
 
 def test_the_grammar_check_catches_3_10_syntax():
     with pytest.raises(SyntaxError):
-        ast.parse("match x:\n    case 1:\n        pass\n", feature_version=(3, 9))
+        ast.parse("match x:\n    case 1:\n        pass\n", feature_version=EMR_PYTHON_VERSION)

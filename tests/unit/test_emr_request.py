@@ -16,7 +16,7 @@ from botocore.validate import ParamValidator
 
 from msdlib import env_vars
 from msdlib.io import emr_mongo
-from msdlib.config import ConfigError, load_config
+from msdlib.config import EMR_VENV, EMR_VENV_PYTHON, ConfigError, load_config
 from msd_pipeline.targets.emr import code_shipping, cost, steps
 from msd_pipeline.targets.emr.cluster import (DAG_TAG, RUN_TAG, ClusterConfigError,
                                       build_job_flow_request)
@@ -68,8 +68,9 @@ def test_run_job_flow_request_matches_botocore_shape(emr_model, changes):
     assert tags[RUN_TAG] == RUN_ID and tags[DAG_TAG] == "msd_emr_pipeline"
     bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
     assert bootstrap["Path"] == f"s3://test-bucket/msd/runs/{RUN_KEY}/code/bootstrap.sh"
-    assert bootstrap["Args"][:2] == ["--requirements",
-                                     f"s3://test-bucket/msd/runs/{RUN_KEY}/code/requirements-emr.txt"]
+    assert bootstrap["Args"][:4] == [
+        "--requirements", f"s3://test-bucket/msd/runs/{RUN_KEY}/code/requirements-emr.txt",
+        "--venv", EMR_VENV]
     assert ("--mongodb-on-master" in bootstrap["Args"]) == (emr.mongo_mode == "master_node")
 
 
@@ -81,6 +82,18 @@ def test_spot_and_fleet_choices_reach_the_request():
     assert core["TargetSpotCapacity"] == 2 and core["TargetOnDemandCapacity"] == 0
     assert [c["InstanceType"] for c in core["InstanceTypeConfigs"]] == ["m5.xlarge", "m5a.xlarge", "m6i.xlarge"]
     assert core["LaunchSpecifications"]["SpotSpecification"]["TimeoutAction"] == "SWITCH_TO_ON_DEMAND"
+
+
+@pytest.mark.parametrize("mongo_mode", ["secret", "master_node"])
+def test_spark_runs_the_bootstraps_virtual_environment_on_every_node(mongo_mode):
+    request = build(emr_settings(mongo_mode=mongo_mode),
+                    secret=SECRET_ID if mongo_mode == "secret" else None)
+    defaults, env = request["Configurations"]
+    assert defaults["Classification"] == "spark-defaults"
+    assert defaults["Properties"]["spark.pyspark.python"] == EMR_VENV_PYTHON
+    assert env["Classification"] == "spark-env"
+    assert env["Configurations"][0]["Properties"]["PYSPARK_PYTHON"] == EMR_VENV_PYTHON
+    assert EMR_VENV_PYTHON == EMR_VENV + "/bin/python"
 
 
 def test_the_request_carries_the_secret_name_never_a_uri():

@@ -8,7 +8,7 @@ backstop should Airflow itself be gone. Validated offline against botocore's
 from typing import Any, Dict, List, Optional
 
 from msdlib import env_vars
-from msdlib.config import EmrSettings
+from msdlib.config import EMR_VENV, EMR_VENV_PYTHON, EmrSettings
 
 from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, REQUIREMENTS, RunLayout
 
@@ -130,7 +130,7 @@ def _core_fleet(emr: EmrSettings) -> Dict[str, Any]:
 
 
 def _bootstrap_action(emr: EmrSettings, layout: RunLayout) -> Dict[str, Any]:
-    args = ["--requirements", layout.code_uri(REQUIREMENTS)]
+    args = ["--requirements", layout.code_uri(REQUIREMENTS), "--venv", EMR_VENV]
     if emr.mongo_mode == "master_node":
         args += ["--mongodb-on-master", emr.master_node_mongo_version]
     return {"Name": "install-msd-job-dependencies",
@@ -173,10 +173,15 @@ def parallelism_properties(emr: EmrSettings) -> Dict[str, str]:
 
 
 def _configurations(emr: EmrSettings, mongo_secret_id: Optional[str]) -> List[Dict[str, Any]]:
+    # PYSPARK_PYTHON in spark-env.sh too (EMR's documented way to choose PySpark's
+    # interpreter) for whatever does not read spark-defaults; spark.pyspark.python wins
+    # where both are set.
+    exports = {"PYSPARK_PYTHON": EMR_VENV_PYTHON}
     if emr.mongo_mode == "secret":
-        exports = {env_vars.MONGO_SECRET_ID: mongo_secret_id, env_vars.MONGO_SECRET_REGION: emr.region}
+        exports.update({env_vars.MONGO_SECRET_ID: mongo_secret_id,
+                        env_vars.MONGO_SECRET_REGION: emr.region})
     else:
-        exports = {env_vars.MONGO_ON_MASTER: "1"}
+        exports[env_vars.MONGO_ON_MASTER] = "1"
     return [
         {"Classification": "spark-defaults",
          "Properties": {**parallelism_properties(emr), **emr.spark_properties}},

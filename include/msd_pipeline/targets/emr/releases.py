@@ -1,9 +1,13 @@
-"""The Spark version each EMR 7 release ships (AWS's "Spark release history"; EMR's
-builds are ``<version>-amzn-N`` of Apache Spark ``<version>``). The EMR runtime test
-tier runs the jobs on the configured release's Spark (``python -m
-msd_devtools.emr_runtime``); a release missing here fails it: add it from the release
-history page.
+"""The Python of EMR 7 and the Spark version each EMR 7 release ships (AWS's "Spark
+release history"; EMR's builds are ``<version>-amzn-N`` of Apache Spark ``<version>``).
+The EMR runtime test tier runs the jobs on that Python and on the configured release's
+Spark (``python -m msd_devtools.emr_runtime``); a release missing here fails it: add it
+from the release history page.
 """
+
+# Every EMR 7 release runs Amazon Linux 2023, whose python3 is 3.9: the Python of the
+# jobs' virtual environment on the nodes, and of the EMR runtime test tier.
+EMR_PYTHON_VERSION = (3, 9)
 
 SPARK_BY_RELEASE = {
     "emr-7.5.0": "3.5.2",
