@@ -30,7 +30,7 @@ from msd_pipeline.run_context import RunContext
 from msd_pipeline.staging.rules import SongSlice
 from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
-from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
+from msd_pipeline.targets.emr.cluster import build_job_flow_request, requests_fleets, run_tags
 from msd_pipeline.targets.emr.hook import PipelineEmrHook
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
 from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, StepSensorWithLogs,
@@ -171,10 +171,13 @@ class EmrTarget(PipelineTarget):
         emr = run.config.emr
         cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)
         cluster = _hook(emr).describe_cluster(cluster_id)
-        estimate = cost.estimate_cost(emr, cost.cluster_hours(cluster["Status"]["Timeline"]))
+        # Provisional: the cluster is still up; the teardown records the final cost.
+        estimate = cost.run_cost(emr, [cluster], final=False)
         return {"cluster_id": cluster_id, "cluster_name": cluster["Name"],
                 "release_label": cluster.get("ReleaseLabel"), "log_uri": cluster.get("LogUri"),
-                "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate}
+                "region": emr.region,
+                "instance_layout": "fleets" if requests_fleets(emr) else "groups",
+                "cost": estimate}
 
 
 def _hook(emr: EmrSettings) -> PipelineEmrHook:
