@@ -1,8 +1,10 @@
 """``airflow dags test msd_emr_pipeline`` against moto, on what a first real run showed to
-be holes: a cluster that ended with errors, clusters the run does not own, a missing
-price, a termination that is denied, a run timeout (the scheduler's part applied to the
-metadata DB, then the DAG processor's own failure-callback code). How moto plays EMR:
-tests/emr_dag_support.py."""
+be holes: a cluster that ended with errors, clusters the run does not own (in a spot run
+whose final cost the teardown records), the final cost over every cluster of a run, a
+missing price, a termination that is denied, a run timeout (the scheduler's part applied
+to the metadata DB, then the DAG processor's own failure-callback code). How moto plays
+EMR: tests/emr_dag_support.py."""
+import datetime
 import sqlite3
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ from emr_dag_support import (DAG_ID, RealStepRunner, assert_run_cleaned_up, crea
                              emr_backend, hanging_step, run_airflow_program, run_pipeline,
                              write_config)
 from emr_support import REGION, aws_env, client, latest_run, metadata_db_path, wait_until
+from msdlib.config import load_config
 
 
 def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch):
@@ -37,6 +40,37 @@ def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch
             hook.wait_until_ended([cluster_id], poll_seconds=1, timeout_seconds=2)
     finally:  # the next tests check that no cluster is left active
         cluster.terminate()
+
+
+def test_the_final_cost_counts_every_cluster_of_the_run_ended_or_not(moto_url, monkeypatch):
+    """A cluster the run already ended (released before an approval) and a second one
+    (imputation, or a retried creation) both count, each over its own timeline; another
+    run's cluster of the same name does not."""
+    from msd_pipeline.targets.emr import cost
+    from msd_pipeline.targets.emr.cluster import DAG_TAG, RUN_TAG
+    from msd_pipeline.targets.emr.hook import PipelineEmrHook
+
+    for name, value in aws_env(moto_url).items():
+        monkeypatch.setenv(name, value)
+    started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+    run_id = "manual__cost-" + uuid.uuid4().hex[:8]
+    name = "msd-pipeline-" + run_id
+    ours = {DAG_TAG: DAG_ID, RUN_TAG: run_id}
+    released, impute = create_cluster(moto_url, name, ours), create_cluster(moto_url, name, ours)
+    other_run = create_cluster(moto_url, name, {DAG_TAG: DAG_ID, RUN_TAG: "another-run"})
+    backend = emr_backend()
+    try:
+        backend.clusters[released].terminate()
+        hook = PipelineEmrHook(aws_conn_id=None, region_name=REGION)
+        clusters = hook.describe_run_clusters(name, DAG_ID, run_id, created_after=started)
+        estimate = cost.run_cost(load_config().emr, clusters, final=True)
+        assert sorted(item["cluster_id"] for item in estimate["clusters"]) == sorted([released, impute])
+        assert estimate["estimated_usd"] is not None and estimate["missing_prices"] == []
+        assert estimate["instance_hours"] == pytest.approx(
+            sum(item["instance_hours"] for item in estimate["clusters"]))
+    finally:  # the next tests check that no cluster is left active
+        for cluster_id in (released, impute, other_run):
+            backend.clusters[cluster_id].terminate()
 
 
 class EmrAccessDenied(ServiceException):
