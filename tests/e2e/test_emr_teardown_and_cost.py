@@ -151,7 +151,7 @@ def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(emr_airflow_e
     assert run.tasks["report.collect_metrics"] == "success"
     assert "No price for m5.4xlarge in emr.ec2_hourly_prices" in run.logs
     cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()["target_details"]["cost"]
-    assert cost["final"] is True
+    assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
     assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
     assert cost["instance_hours"] > 0
     assert_run_cleaned_up(run, moto_url)

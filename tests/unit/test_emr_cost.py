@@ -69,6 +69,7 @@ def test_a_missing_price_or_fee_leaves_the_estimate_incomplete_with_a_warning(mi
     master_rate = 0.2 + (0.05 if missing == "ec2_hourly_prices" else 0.2)
     assert [line["usd"] for line in priced["lines"]] == [pytest.approx(2 * master_rate), None]
     assert f"No price for m5.4xlarge in emr.{missing}" in caplog.text
+    assert cost.usd_text(estimate) == "unknown (no price for m5.4xlarge)"
 
 
 def test_a_runs_cost_sums_every_cluster_over_its_own_timeline():
@@ -82,6 +83,7 @@ def test_a_runs_cost_sums_every_cluster_over_its_own_timeline():
     assert [item["hours"] for item in estimate["clusters"]] == [1.5, 0.5]
     assert estimate["hours"] == 2.0 and estimate["instance_hours"] == 6.0
     assert estimate["estimated_usd"] == pytest.approx(6.0 * 0.25)
+    assert cost.usd_text(estimate) == "1.5 USD"
 
 
 def test_a_cluster_still_up_is_counted_until_now():

@@ -77,6 +77,13 @@ def run_cost(emr: EmrSettings, clusters: Iterable[Dict[str, Any]], *, final: boo
             "note": NOTE}
 
 
+def usd_text(estimate: Dict[str, Any]) -> str:
+    """The estimate's total for a log line: "1.23 USD", or why it is unknown."""
+    if estimate["estimated_usd"] is None:
+        return "unknown (no price for {})".format(", ".join(estimate["missing_prices"]))
+    return "{} USD".format(estimate["estimated_usd"])
+
+
 def _priced_line(emr: EmrSettings, line: Dict[str, Any], hours: float) -> Dict[str, Any]:
     name = line["instance_type"]
     ec2 = _ec2_rate(emr, name, line["market"])

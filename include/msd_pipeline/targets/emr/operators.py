@@ -132,8 +132,8 @@ class EndRunClusterOperator(BaseOperator):
                 cluster_name(emr, run.run_key), context["dag"].dag_id, context["run_id"],
                 created_after=started - CLOCK_SKEW if started else None)
             final = cost.run_cost(emr, clusters, final=True)
-            self.log.info("Final cost estimate of run %s: %s USD over %d cluster(s), %s "
-                          "instance-hours", context["run_id"], final["estimated_usd"],
+            self.log.info("Final cost estimate of run %s: %s over %d cluster(s), %s "
+                          "instance-hours", context["run_id"], cost.usd_text(final),
                           len(clusters), final["instance_hours"])
             record_id = run.identity()["_id"]
             if run_records.set_target_detail(record_id, "cost", final, run.config.mongo):
