@@ -4,8 +4,8 @@
 The same task graph as `msd_local_pipeline`, with EMR as the executor: one trigger ships
 the code, creates a run-scoped EMR cluster, stages the songs in S3, runs the ingest and
 the train + evaluate + impute jobs as EMR steps, records the metrics (and an estimated
-cost) in `pipeline_runs`, and **always terminates the cluster** — a teardown task that
-runs on any failure, while the run still ends FAILED.
+cost, made final by the teardown) in `pipeline_runs`, and **always terminates the
+cluster** — a teardown task that runs on any failure, while the run still ends FAILED.
 
 Configuration: the `[emr]` section of `include/pipeline.toml`. Connections: `aws_default`
 (credentials, region) and `mongo_default` (its URI reaches the jobs through a run-scoped

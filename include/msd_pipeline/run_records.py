@@ -16,10 +16,12 @@ Schema (``schema_version`` 1), shared by every target:
     imputation       the impute job's JSON summary (None: nothing imputed)
     decision         the champion/challenger decision record (msd_pipeline.decisions)
     artifacts        {run_uri, metrics_uri, report_uri, config_uri}
-    target_details   target-specific facts (EMR: cluster id, instance-hours, cost)
+    target_details   target-specific facts (EMR: cluster id, instance-hours, cost: provisional
+                     when collect_metrics writes it, final after the teardown)
 """
+import contextlib
 import datetime
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from msdlib.config import MongoSettings
 from msd_pipeline.run_context import RunContext
@@ -89,11 +91,26 @@ def find_report(run_uri: str, training_summary: Dict[str, Any],
 
 def save_run_record(record: Dict[str, Any], mongo: MongoSettings) -> None:
     """Replace-upsert ``record`` through the Airflow connection ``mongo.airflow_conn_id``."""
+    with _runs_collection(mongo) as collection:
+        collection.replace_one({"_id": record["_id"]}, record, upsert=True)
+
+
+def set_target_detail(record_id: str, key: str, value: Any, mongo: MongoSettings) -> bool:
+    """Set ``target_details.<key>`` of a stored record (the teardown's final cost);
+    False when no such record exists."""
+    with _runs_collection(mongo) as collection:
+        result = collection.update_one({"_id": record_id},
+                                       {"$set": {"target_details." + key: value}})
+    return result.matched_count > 0
+
+
+@contextlib.contextmanager
+def _runs_collection(mongo: MongoSettings) -> Iterator[Any]:
+    """The run records' collection through the Airflow MongoHook."""
     from airflow.providers.mongo.hooks.mongo import MongoHook
 
     with MongoHook(mongo_conn_id=mongo.airflow_conn_id) as hook:
-        collection = hook.get_collection(mongo.runs_collection, mongo_db=mongo.database)
-        collection.replace_one({"_id": record["_id"]}, record, upsert=True)
+        yield hook.get_collection(mongo.runs_collection, mongo_db=mongo.database)
 
 
 def summarize(record: Dict[str, Any]) -> Dict[str, Any]:

@@ -324,10 +324,25 @@ class EmrSettings:
     # requirements.txt); false keeps a worker slot busy while they wait.
     deferrable: bool = setting(True, parse_time=True)
     log_tail_lines: int = setting(200, POSITIVE, parse_time=True)
-    # USD per instance-hour, on demand, EC2 + EMR uplift, for the cost estimate.
-    hourly_prices: Dict[str, float] = setting({
-        "m5.xlarge": 0.24, "m5a.xlarge": 0.22, "m6i.xlarge": 0.24, "m5.2xlarge": 0.48})
+    # The cost estimate (include/msd_pipeline/targets/emr/cost.py): AWS bills each instance
+    # its EC2 price (on demand, or the spot price) plus the EMR fee, which spot leaves
+    # unchanged. USD per instance-hour, us-east-1, Linux, read 2026-12-07 — not from AWS's
+    # own price tables, which none of the sources reachable here held. EC2 on demand: the
+    # same in several independent price tables. EMR fee: m5.xlarge and m5.2xlarge from
+    # one independent table (25 % of EC2); m5a.xlarge and m6i.xlarge NOT verified (25 % of
+    # EC2 assumed). Check https://aws.amazon.com/emr/pricing/ for your region and types.
+    # A type missing from either table leaves the estimate incomplete.
+    ec2_hourly_prices: Dict[str, float] = setting({
+        "m5.xlarge": 0.192, "m5a.xlarge": 0.172, "m6i.xlarge": 0.192, "m5.2xlarge": 0.384})
+    emr_hourly_fees: Dict[str, float] = setting({
+        "m5.xlarge": 0.048, "m5a.xlarge": 0.043, "m6i.xlarge": 0.048, "m5.2xlarge": 0.096})
+    # The spot price as a fraction of the EC2 on-demand price (the EMR fee is never reduced).
     spot_price_fraction: float = setting(0.4, FRACTION)
+    # Core nodes on spot are requested as an instance fleet (instance groups have no
+    # provisioning timeout): spot capacity not there within this many minutes is
+    # provisioned on demand instead. EMR accepts 5 to 1440; it must end within
+    # create_timeout_seconds, leaving the on-demand nodes time to boot and bootstrap.
+    spot_timeout_minutes: int = setting(10, Rule(minimum=5, maximum=1440))
     # Seconds to wait for a failed step's logs to reach LogUri (EMR ships them every ~5 min).
     log_wait_seconds: int = setting(300, NOT_NEGATIVE, parse_time=True)
     # Slice of the staged songs: only these top-level X/ letters (empty: all); the number
@@ -335,6 +350,12 @@ class EmrSettings:
     staging_letters: List[str] = setting([], Rule(item_pattern="[A-Za-z]"), FormField(
         "emr_staging_letters", "Stage only these X/ letters", "Empty: every letter",
         target="emr"))
+
+    def problems(self) -> Iterator[str]:
+        if self.core_on_spot and self.spot_timeout_minutes * 60 >= self.create_timeout_seconds:
+            yield ("emr.spot_timeout_minutes ({} min) must end before emr.create_timeout_seconds "
+                   "({} s): lower it or raise the create timeout".format(
+                       self.spot_timeout_minutes, self.create_timeout_seconds))
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,9 @@ def test_failed_step_fails_the_run_shows_its_log_and_terminates(emr_airflow_env,
     assert run.tasks["terminate_cluster"] == "success", run.describe()
     assert_run_cleaned_up(run, moto_url)
     assert FAILED_STEP_MARKER in run.logs  # the step's stderr, fetched from LogUri
+    # No run record (collect_metrics never ran): the final cost is logged all the same.
+    assert "Final cost estimate of run" in run.logs
+    assert "the final cost is in this log only" in run.logs
     assert_no_secret_leaked(emr_airflow_env, run)
 
 

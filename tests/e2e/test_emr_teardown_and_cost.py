@@ -1,8 +1,10 @@
 """``airflow dags test msd_emr_pipeline`` against moto, on what a first real run showed to
-be holes: a cluster that ended with errors, clusters the run does not own, a missing
-price, a termination that is denied, a run timeout (the scheduler's part applied to the
-metadata DB, then the DAG processor's own failure-callback code). How moto plays EMR:
-tests/emr_dag_support.py."""
+be holes: a cluster that ended with errors, clusters the run does not own (in a spot run
+whose final cost the teardown records), the final cost over every cluster of a run, a
+missing price, a termination that is denied, a run timeout (the scheduler's part applied
+to the metadata DB, then the DAG processor's own failure-callback code). How moto plays
+EMR: tests/emr_dag_support.py."""
+import datetime
 import sqlite3
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ from emr_dag_support import (DAG_ID, RealStepRunner, assert_run_cleaned_up, crea
                              emr_backend, hanging_step, run_airflow_program, run_pipeline,
                              write_config)
 from emr_support import REGION, aws_env, client, latest_run, metadata_db_path, wait_until
+from msdlib.config import load_config
 
 
 def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch):
@@ -39,6 +42,37 @@ def test_teardown_accepts_a_cluster_that_ended_with_errors(moto_url, monkeypatch
         cluster.terminate()
 
 
+def test_the_final_cost_counts_every_cluster_of_the_run_ended_or_not(moto_url, monkeypatch):
+    """A cluster the run already ended (released before an approval) and a second one
+    (imputation, or a retried creation) both count, each over its own timeline; another
+    run's cluster of the same name does not."""
+    from msd_pipeline.targets.emr import cost
+    from msd_pipeline.targets.emr.cluster import DAG_TAG, RUN_TAG
+    from msd_pipeline.targets.emr.hook import PipelineEmrHook
+
+    for name, value in aws_env(moto_url).items():
+        monkeypatch.setenv(name, value)
+    started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+    run_id = "manual__cost-" + uuid.uuid4().hex[:8]
+    name = "msd-pipeline-" + run_id
+    ours = {DAG_TAG: DAG_ID, RUN_TAG: run_id}
+    released, impute = create_cluster(moto_url, name, ours), create_cluster(moto_url, name, ours)
+    other_run = create_cluster(moto_url, name, {DAG_TAG: DAG_ID, RUN_TAG: "another-run"})
+    backend = emr_backend()
+    try:
+        backend.clusters[released].terminate()
+        hook = PipelineEmrHook(aws_conn_id=None, region_name=REGION)
+        clusters = hook.describe_run_clusters(name, DAG_ID, run_id, created_after=started)
+        estimate = cost.run_cost(load_config().emr, clusters, final=True)
+        assert sorted(item["cluster_id"] for item in estimate["clusters"]) == sorted([released, impute])
+        assert estimate["estimated_usd"] is not None and estimate["missing_prices"] == []
+        assert estimate["instance_hours"] == pytest.approx(
+            sum(item["instance_hours"] for item in estimate["clusters"]))
+    finally:  # the next tests check that no cluster is left active
+        for cluster_id in (released, impute, other_run):
+            backend.clusters[cluster_id].terminate()
+
+
 class EmrAccessDenied(ServiceException):
     code = "AccessDeniedException"
 
@@ -47,8 +81,15 @@ def test_clusters_the_run_does_not_own_are_left_alone(emr_airflow_env, moto_url,
                                                       mongo_uri, tmp_path, monkeypatch):
     """Another team's active cluster is never described; one carrying this run's name but
     not the pipeline's tag (so DescribeCluster is denied by the policy) is skipped with a
-    warning. Both stay up; the run succeeds and its own cluster is terminated."""
-    config = write_config(tmp_path / "config.json", song_archive, "emr_e2e_foreign")
+    warning. Both stay up; the run succeeds and its own cluster is terminated. Its core
+    nodes are on spot: the final cost, recorded by the teardown, counts its own cluster
+    only, up to its termination, with the EMR fee undiscounted."""
+    database = "emr_e2e_foreign_" + uuid.uuid4().hex[:8]
+    # The spot timeout (at least 5 minutes) must end within the create timeout.
+    config = write_config(tmp_path / "config.json", song_archive, database,
+                          core_on_spot=True, spot_timeout_minutes=5, create_timeout_seconds=600,
+                          spot_price_fraction=0.5, ec2_hourly_prices={"m5.xlarge": 0.2},
+                          emr_hourly_fees={"m5.xlarge": 0.05})
     backend = emr_backend()
     before = set(backend.clusters)
     others = create_cluster(moto_url, "analytics-nightly", {"team": "analytics"})
@@ -78,8 +119,20 @@ def test_clusters_the_run_does_not_own_are_left_alone(emr_airflow_env, moto_url,
         assert others not in described and same_name[0] in described
         assert "may not be described" in run.logs
         foreign = {others, *same_name}
-        assert [c.state for c in run.clusters if c.id not in foreign] == ["TERMINATED"]
+        [own] = [c for c in run.clusters if c.id not in foreign]
+        assert own.state == "TERMINATED"
         assert [backend.clusters[cid].state for cid in sorted(foreign)] == ["WAITING", "WAITING"]
+        cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()[
+            "target_details"]["cost"]
+        assert cost["final"] is True and [c["cluster_id"] for c in cost["clusters"]] == [own.id]
+        hours = (own.end_datetime - own.creation_datetime).total_seconds() / 3600
+        assert cost["hours"] == pytest.approx(hours, abs=1e-4)
+        master, core = cost["clusters"][0]["lines"]
+        assert (core["market"], core["ec2_usd_per_hour"], core["emr_usd_per_hour"]) == (
+            "SPOT", 0.1, 0.05)
+        # master 0.2 + 0.05 on demand; two core nodes at 0.2 × 0.5 + 0.05 on spot
+        assert cost["estimated_usd"] == pytest.approx(hours * (0.25 + 2 * 0.15), abs=1e-3)
+        assert "Final cost stored in run record" in run.logs
     finally:
         for cluster_id in (others, *same_name):
             backend.clusters[cluster_id].terminate()
@@ -89,15 +142,16 @@ def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(emr_airflow_e
                                                                    song_archive, mongo_uri,
                                                                    tmp_path):
     database = "emr_e2e_price_" + uuid.uuid4().hex[:8]
-    # A file adds to the default price table, so an unpriced type makes the price missing.
+    # A file adds to the default price tables, so an unpriced type makes the price missing.
     config = write_config(tmp_path / "config.json", song_archive, database,
                           master_instance_type="m5.4xlarge", core_instance_type="m5.4xlarge")
     run = run_pipeline(emr_airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
 
     assert run.state == "success", run.describe()
     assert run.tasks["report.collect_metrics"] == "success"
-    assert "No price for m5.4xlarge in emr.hourly_prices" in run.logs
+    assert "No price for m5.4xlarge in emr.ec2_hourly_prices" in run.logs
     cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()["target_details"]["cost"]
+    assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
     assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
     assert cost["instance_hours"] > 0
     assert_run_cleaned_up(run, moto_url)

@@ -1,6 +1,6 @@
 """The EMR requests, offline: RunJobFlow and AddJobFlowSteps validated against botocore's
-input shapes, the steps' arguments against the jobs' own CLI parsers, the cost estimate,
-the code zip and the job-side Mongo secret reader."""
+input shapes, the steps' arguments against the jobs' own CLI parsers, the code zip and the
+job-side Mongo secret reader. The cost estimate: test_emr_cost.py."""
 import argparse
 import ast
 import dataclasses
@@ -17,7 +17,7 @@ from botocore.validate import ParamValidator
 from msdlib import env_vars
 from msdlib.io import emr_mongo
 from msdlib.config import EMR_VENV, EMR_VENV_PYTHON, ConfigError, load_config
-from msd_pipeline.targets.emr import code_shipping, cost, steps
+from msd_pipeline.targets.emr import code_shipping, steps
 from msd_pipeline.targets.emr.cluster import (DAG_TAG, RUN_TAG, ClusterConfigError,
                                       build_job_flow_request)
 from msd_pipeline.targets.emr.layout import JOBS_ZIP, LayoutError, RunLayout
@@ -75,13 +75,31 @@ def test_run_job_flow_request_matches_botocore_shape(emr_model, changes):
 
 
 def test_spot_and_fleet_choices_reach_the_request():
-    groups = build(emr_settings(core_on_spot=True))["Instances"]["InstanceGroups"]
-    assert [(g["InstanceRole"], g["Market"]) for g in groups] == [("MASTER", "ON_DEMAND"), ("CORE", "SPOT")]
-    fleets = build(emr_settings(instance_layout="fleets", core_on_spot=True))["Instances"]["InstanceFleets"]
+    groups = build(emr_settings())["Instances"]["InstanceGroups"]
+    assert [(g["InstanceRole"], g["Market"]) for g in groups] == [("MASTER", "ON_DEMAND"),
+                                                                  ("CORE", "ON_DEMAND")]
+    fleets = build(emr_settings(instance_layout="fleets", core_on_spot=True,
+                                spot_timeout_minutes=15))["Instances"]["InstanceFleets"]
     core = fleets[1]
     assert core["TargetSpotCapacity"] == 2 and core["TargetOnDemandCapacity"] == 0
     assert [c["InstanceType"] for c in core["InstanceTypeConfigs"]] == ["m5.xlarge", "m5a.xlarge", "m6i.xlarge"]
-    assert core["LaunchSpecifications"]["SpotSpecification"]["TimeoutAction"] == "SWITCH_TO_ON_DEMAND"
+    assert core["LaunchSpecifications"]["SpotSpecification"] == {
+        "TimeoutDurationMinutes": 15, "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+        "AllocationStrategy": "price-capacity-optimized"}
+
+
+def test_spot_core_groups_are_requested_as_fleets_with_a_provisioning_timeout():
+    """Instance groups have no spot provisioning timeout: spot core nodes in the "groups"
+    layout become one fleet per role of the group's own instance type."""
+    instances = build(emr_settings(core_on_spot=True, core_instance_type="m5.2xlarge",
+                                   core_instance_count=3, ec2_subnet_id="subnet-123"))["Instances"]
+    assert "InstanceGroups" not in instances and instances["Ec2SubnetIds"] == ["subnet-123"]
+    master, core = instances["InstanceFleets"]
+    assert master["TargetOnDemandCapacity"] == 1 and "LaunchSpecifications" not in master
+    assert [c["InstanceType"] for c in master["InstanceTypeConfigs"]] == ["m5.xlarge"]
+    assert [c["InstanceType"] for c in core["InstanceTypeConfigs"]] == ["m5.2xlarge"]
+    assert core["TargetSpotCapacity"] == 3 and core["TargetOnDemandCapacity"] == 0
+    assert core["LaunchSpecifications"]["SpotSpecification"]["TimeoutDurationMinutes"] == 10
 
 
 @pytest.mark.parametrize("mongo_mode", ["secret", "master_node"])
@@ -114,6 +132,10 @@ def test_a_release_before_emr_7_is_rejected():
     ({"core_instance_count": 0}, "emr.core_instance_count must be at least 1"),
     ({"idle_timeout_minutes": 0}, "emr.idle_timeout_minutes must be at least 1"),
     ({"idle_timeout_minutes": 10081}, "emr.idle_timeout_minutes must be at most 10080"),
+    ({"spot_timeout_minutes": 4}, "emr.spot_timeout_minutes must be at least 5"),
+    ({"spot_timeout_minutes": 1441}, "emr.spot_timeout_minutes must be at most 1440"),
+    ({"core_on_spot": True, "spot_timeout_minutes": 30},
+     r"emr.spot_timeout_minutes \(30 min\) must end before emr.create_timeout_seconds \(1800 s\)"),
 ])
 def test_invalid_emr_settings_are_configuration_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -208,7 +230,7 @@ def fill_templates(value):
     return value.replace("{{", "").replace("}}", "") if isinstance(value, str) else value
 
 
-# -- code, cost, secret reader ---------------------------------------------------------------
+# -- code, secret reader ---------------------------------------------------------------------
 
 def test_jobs_zip_holds_msdlib_and_is_reproducible():
     first, second = code_shipping.build_jobs_zip(), code_shipping.build_jobs_zip()
@@ -254,26 +276,6 @@ def emr_pins():
             assert separator and version, "not an exact pin: " + line
             pins[name.strip().lower()] = version.strip()
     return pins
-
-
-def test_cost_estimate_multiplies_instance_hours_by_prices():
-    emr = emr_settings(core_instance_count=2, core_on_spot=True, spot_price_fraction=0.5,
-                       hourly_prices={"m5.xlarge": 0.2})
-    estimate = cost.estimate_cost(emr, hours=1.5)
-    assert estimate["instance_hours"] == 4.5
-    assert estimate["estimated_usd"] == pytest.approx(1.5 * 0.2 + 3.0 * 0.1)
-    assert estimate["missing_prices"] == []
-
-
-def test_a_missing_price_leaves_the_estimate_incomplete_with_a_warning(caplog):
-    emr = emr_settings(instance_layout="fleets", hourly_prices={"m5.xlarge": 0.2})
-    estimate = cost.estimate_cost(emr, hours=2)
-    assert estimate["instance_hours"] == 6 and estimate["estimated_usd"] == pytest.approx(2 * 0.2 + 4 * 0.2)
-    estimate = cost.estimate_cost(emr_settings(hourly_prices={}), hours=2)
-    assert estimate["estimated_usd"] is None and estimate["missing_prices"] == ["m5.xlarge"]
-    assert estimate["instance_hours"] == 6
-    assert [line["usd"] for line in estimate["lines"]] == [None, None]
-    assert "No price for m5.xlarge" in caplog.text
 
 
 def test_job_side_reader_takes_the_uri_from_the_named_secret(monkeypatch):

@@ -12,7 +12,10 @@ from msdlib.config import EMR_VENV, EMR_VENV_PYTHON, EmrSettings
 
 from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, REQUIREMENTS, RunLayout
 
-SPOT_TIMEOUT_MINUTES = 20
+# Spot capacity not there within emr.spot_timeout_minutes is provisioned on demand: the
+# run goes on at most at the on-demand price, where TERMINATE_CLUSTER would end a run whose
+# master has already billed the whole wait.
+SPOT_TIMEOUT_ACTION = "SWITCH_TO_ON_DEMAND"
 TAG_VALUE_MAX = 256
 NAME_MAX = 256
 
@@ -84,17 +87,26 @@ def _check(emr: EmrSettings, mongo_secret_id: Optional[str]) -> None:
         raise ClusterConfigError("invalid [emr] configuration: " + "; ".join(problems))
 
 
+def requests_fleets(emr: EmrSettings) -> bool:
+    """Whether the request holds instance fleets: the "fleets" layout, and core nodes on
+    spot in the "groups" layout. Instance groups have no spot provisioning timeout (only
+    a fleet's SpotSpecification has one), so spot core groups that never arrive would
+    leave the on-demand master billing until create_timeout_seconds. Groups with spot
+    become one fleet per role holding the group's single instance type: the same nodes,
+    and the trigger form's spot choice keeps working with the default layout."""
+    return emr.instance_layout == "fleets" or emr.core_on_spot
+
+
 def _instances(emr: EmrSettings) -> Dict[str, Any]:
     instances: Dict[str, Any] = {
         "KeepJobFlowAliveWhenNoSteps": True,
         "TerminationProtected": False,
     }
-    if emr.instance_layout == "groups":
+    if not requests_fleets(emr):
         instances["InstanceGroups"] = [
             {"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
              "InstanceType": emr.master_instance_type, "InstanceCount": 1},
-            {"Name": "core", "InstanceRole": "CORE",
-             "Market": "SPOT" if emr.core_on_spot else "ON_DEMAND",
+            {"Name": "core", "InstanceRole": "CORE", "Market": "ON_DEMAND",
              "InstanceType": emr.core_instance_type, "InstanceCount": emr.core_instance_count},
         ]
         if emr.ec2_subnet_id:
@@ -119,12 +131,12 @@ def _core_fleet(emr: EmrSettings) -> Dict[str, Any]:
         "TargetOnDemandCapacity": 0 if emr.core_on_spot else emr.core_instance_count,
         "TargetSpotCapacity": emr.core_instance_count if emr.core_on_spot else 0,
         "InstanceTypeConfigs": [{"InstanceType": name, "WeightedCapacity": 1}
-                                for name in emr.fleet_instance_types],
+                                for name in core_instance_types(emr)],
     }
     if emr.core_on_spot:
         fleet["LaunchSpecifications"] = {"SpotSpecification": {
-            "TimeoutDurationMinutes": SPOT_TIMEOUT_MINUTES,
-            "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+            "TimeoutDurationMinutes": emr.spot_timeout_minutes,
+            "TimeoutAction": SPOT_TIMEOUT_ACTION,
             "AllocationStrategy": "price-capacity-optimized"}}
     return fleet
 

@@ -25,6 +25,7 @@ ACTIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING", "TER
 # A cluster that takes steps now.
 LIVE_CLUSTER_STATES = ("RUNNING", "WAITING")
 ENDED_WITH_ERRORS = "TERMINATED_WITH_ERRORS"
+ENDED_CLUSTER_STATES = ["TERMINATED", ENDED_WITH_ERRORS]
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 
 
@@ -42,26 +43,45 @@ class PipelineEmrHook(EmrHook):
     # -- clusters ------------------------------------------------------------------------
     def find_run_clusters(self, cluster_name: str, dag_id: str, run_id: str) -> List[str]:
         """Active clusters named ``cluster_name`` and tagged with this DAG run."""
+        return [cluster["Id"] for cluster in
+                self._run_clusters(cluster_name, dag_id, run_id, ACTIVE_CLUSTER_STATES)]
+
+    def describe_run_clusters(self, cluster_name: str, dag_id: str, run_id: str,
+                              created_after: Optional[datetime.datetime]) -> List[Dict[str, Any]]:
+        """Every cluster of this DAG run in any state (``DescribeCluster`` results), those
+        already terminated included; ``created_after`` bounds the listing."""
+        return self._run_clusters(cluster_name, dag_id, run_id,
+                                  ACTIVE_CLUSTER_STATES + ENDED_CLUSTER_STATES, created_after)
+
+    def _run_clusters(self, cluster_name: str, dag_id: str, run_id: str, states: List[str],
+                      created_after: Optional[datetime.datetime] = None) -> List[Dict[str, Any]]:
         found = []
-        paginator = self.conn.get_paginator("list_clusters")
-        for page in paginator.paginate(ClusterStates=ACTIVE_CLUSTER_STATES):
+        listing: Dict[str, Any] = {"ClusterStates": states}
+        if created_after:
+            listing["CreatedAfter"] = created_after
+        for page in self.conn.get_paginator("list_clusters").paginate(**listing):
             for summary in page["Clusters"]:
-                if summary["Name"] == cluster_name and self._is_run_cluster(summary["Id"], dag_id, run_id):
-                    found.append(summary["Id"])
+                cluster = self._run_cluster(summary, cluster_name, dag_id, run_id)
+                if cluster:
+                    found.append(cluster)
         return found
 
-    def _is_run_cluster(self, cluster_id: str, dag_id: str, run_id: str) -> bool:
+    def _run_cluster(self, summary: Dict[str, Any], cluster_name: str, dag_id: str,
+                     run_id: str) -> Optional[Dict[str, Any]]:
+        """The described cluster when ``summary`` is one of this run's, else None."""
+        if summary["Name"] != cluster_name:
+            return None
         try:
-            cluster = self.conn.describe_cluster(ClusterId=cluster_id)["Cluster"]
+            cluster = self.describe_cluster(summary["Id"])
         except ClientError as error:
             if error.response["Error"]["Code"] not in ACCESS_DENIED_CODES:
                 raise
             self.log.warning("Cluster %s has this run's name but may not be described (%s): "
-                             "not the pipeline's, left alone", cluster_id,
+                             "not the pipeline's, left alone", summary["Id"],
                              error.response["Error"]["Code"])
-            return False
+            return None
         tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
-        return tags.get(RUN_TAG) == run_id and tags.get(DAG_TAG) == dag_id
+        return cluster if tags.get(RUN_TAG) == run_id and tags.get(DAG_TAG) == dag_id else None
 
     def terminate_run_clusters(self, known_cluster_id: Optional[str], cluster_name: str,
                                dag_id: str, run_id: str) -> List[str]:

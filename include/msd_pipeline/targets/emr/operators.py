@@ -8,11 +8,13 @@
 * ``EndRunClusterOperator`` (the DAG's teardown): terminates the run's cluster — the one
   in XCom first, then any other cluster named and tagged like this DAG run (a creation
   that failed after the cluster id existed, a retried creation) — waits until they are
-  terminated, then deletes the run's Mongo secret.
+  terminated, deletes the run's Mongo secret, then records the final cost estimate over
+  every cluster of the run (msd_pipeline.targets.emr.cost) in the run record.
 * ``end_run_after_failure``: the DAG's failure callback doing the same without waiting.
 
 The AWS calls live in ``PipelineEmrHook`` (hook.py).
 """
+import datetime
 from functools import cached_property
 from typing import Any, Dict, List, Optional
 
@@ -24,11 +26,15 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from msdlib.config import EmrSettings, PipelineConfig
+from msd_pipeline import run_records
 from msd_pipeline.run_context import RunContext, run_key_for
 from msd_pipeline.targets.base import PREPARE_TASK_ID
-from msd_pipeline.targets.emr import mongo_secret, step_logs
+from msd_pipeline.targets.emr import cost, mongo_secret, step_logs
 from msd_pipeline.targets.emr.cluster import cluster_name
 from msd_pipeline.targets.emr.hook import LIVE_CLUSTER_STATES, PipelineEmrHook
+
+# The run's clusters are listed from the DAG run's start, less this for clocks that differ.
+CLOCK_SKEW = datetime.timedelta(minutes=10)
 
 
 STEP_ID_KEY = "step_id"
@@ -184,7 +190,38 @@ class EndRunClusterOperator(BaseOperator):
             delete_run_secret(self.hook, emr, run.run_key, self.log)
         if not cluster_ids:
             self.log.info("No cluster of run %s to terminate", context["run_id"])
+        self.record_final_cost(run, context)
         return cluster_ids
+
+    def record_final_cost(self, run: RunContext, context: Any) -> None:
+        """The cost over every cluster of the run, each up to its end, into this log and
+        the run record (``target_details.cost``, ``final: true``). Best effort: a run
+        that failed before collect_metrics has no record, and nothing here fails the
+        teardown."""
+        emr = run.config.emr
+        try:
+            clusters = run_clusters(self.hook, run, context)
+            final = cost.run_cost(emr, clusters, final=True)
+            self.log.info("Final cost estimate of run %s: %s over %d cluster(s), %s "
+                          "instance-hours", context["run_id"], cost.usd_text(final),
+                          len(clusters), final["instance_hours"])
+            record_id = run.identity()["_id"]
+            if run_records.set_target_detail(record_id, "cost", final, run.config.mongo):
+                self.log.info("Final cost stored in run record %s", record_id)
+            else:
+                self.log.info("No run record %s (the run ended before collect_metrics): "
+                              "the final cost is in this log only", record_id)
+        except Exception:  # the clusters are gone: a cost left unrecorded must not fail that
+            self.log.warning("Final cost of run %s not recorded", context["run_id"],
+                             exc_info=True)
+
+
+def run_clusters(hook: PipelineEmrHook, run: RunContext, context: Any) -> List[Dict[str, Any]]:
+    """Every cluster of this DAG run, in any state (``DescribeCluster`` results)."""
+    started = context["dag_run"].start_date
+    return hook.describe_run_clusters(
+        cluster_name(run.config.emr, run.run_key), context["dag"].dag_id, context["run_id"],
+        created_after=started - CLOCK_SKEW if started else None)
 
 
 def end_run_after_failure(config: PipelineConfig, context: Any) -> None:

@@ -36,12 +36,12 @@ from msd_pipeline.run_context import RunContext
 from msd_pipeline.staging.rules import SongSlice
 from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles, TaskLike
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
-from msd_pipeline.targets.emr.cluster import build_job_flow_request, run_tags
+from msd_pipeline.targets.emr.cluster import build_job_flow_request, requests_fleets, run_tags
 from msd_pipeline.targets.emr.hook import PipelineEmrHook
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, JOBS_ZIP, RunLayout, join_uri
 from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, ReleaseClustersOperator,
                                                 ReuseOrCreateClusterOperator, RunStepOperator,
-                                                end_run_after_failure)
+                                                end_run_after_failure, run_clusters)
 from msd_pipeline.targets.emr.staging import stage_to_s3
 from msd_pipeline.targets.emr.steps import spark_step
 from msd_pipeline.templates import xcom
@@ -195,14 +195,18 @@ class EmrTarget(PipelineTarget):
     def run_record_details(self, run: RunContext, context: Any) -> Dict[str, Any]:
         emr = run.config.emr
         cluster_id = context["ti"].xcom_pull(task_ids=CREATE_TASK_ID)
-        cluster = _hook(emr).describe_cluster(cluster_id)
-        timeline = cluster["Status"]["Timeline"]
-        estimate = cost.estimate_cost(emr, cost.cluster_hours(timeline))
+        hook = _hook(emr)
+        cluster = hook.describe_cluster(cluster_id)
+        # Provisional: a cluster is still up; the teardown records the final cost.
+        estimate = cost.run_cost(emr, run_clusters(hook, run, context), final=False)
         return {"cluster_id": cluster_id, "cluster_name": cluster["Name"],
                 "release_label": cluster.get("ReleaseLabel"), "log_uri": cluster.get("LogUri"),
-                "region": emr.region, "instance_layout": emr.instance_layout, "cost": estimate,
+                "region": emr.region,
+                "instance_layout": "fleets" if requests_fleets(emr) else "groups",
+                "cost": estimate,
                 "idle_before_first_step_seconds": cost.idle_seconds(
-                    timeline.get("ReadyDateTime"), _hook(emr).first_step_created(cluster_id))}
+                    cluster["Status"]["Timeline"].get("ReadyDateTime"),
+                    hook.first_step_created(cluster_id))}
 
 
 @contextlib.contextmanager
