@@ -12,12 +12,17 @@ from typing import Dict
 
 import pymongo
 
-from emr_dag_support import (AIRFLOW_PROGRAMS, RealStepRunner, assert_run_cleaned_up,
+from msd_pipeline.staging.generator import generate_songs
+
+from emr_dag_support import (AIRFLOW_PROGRAMS, SONGS, RealStepRunner, assert_run_cleaned_up,
                              emr_backend, run_pipeline, write_config)
 from project_paths import PROJECT_ROOT
 
 
 RETRAIN_DAG_ID = "msd_retrain_emr"
+# Songs on which the first challenger beats both baselines (as in the UI approval test),
+# so that the gate asks for approval.
+GATE_PASSING_SEED = 7
 
 
 def ingest_locally(song_folder: Path, mongo_uri: str, database: str) -> None:
@@ -54,13 +59,15 @@ class Approver:
 
 
 def test_retraining_with_approval_ends_the_cluster_before_the_wait_and_imputes_on_a_new_one(
-        emr_airflow_env, moto_url, song_folder, mongo_uri, tmp_path):
+        emr_airflow_env, moto_url, mongo_uri, tmp_path):
     """msd_retrain_emr on songs already in the database, approval required: the training
     step on the run's cluster, the gate (no champion yet: the challenger passes), the
     cluster terminated before model.approve waits, the approval, imputation on a cluster
     of its own, the teardown."""
     database = "emr_e2e_retrain_" + uuid.uuid4().hex[:8]
-    ingest_locally(song_folder, mongo_uri, database)
+    songs = tmp_path / "songs"
+    generate_songs(str(songs), SONGS, seed=GATE_PASSING_SEED)
+    ingest_locally(songs, mongo_uri, database)
     config = write_config(tmp_path / "config.json", "http://unused.invalid/songs.tar.gz",
                           database)
     settings = json.loads(config.read_text())
@@ -71,6 +78,7 @@ def test_retraining_with_approval_ends_the_cluster_before_the_wait_and_imputes_o
                        dag_id=RETRAIN_DAG_ID, alongside=approver)
 
     assert run.state == "success", run.describe() + approver.output
+    assert run.tasks["cluster.release_for_approval"] == "success", run.tasks
     assert run.tasks["model.approve"] == run.tasks["model.promote"] == "success", run.tasks
     training_cluster, impute_cluster = run.clusters
     # While the question was open, no cluster of the run was up.
