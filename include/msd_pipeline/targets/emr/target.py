@@ -1,5 +1,8 @@
 """The EMR target of the pipeline's task graph (include/msd_pipeline/graph.py).
 
+    cluster.preflight        the run can work (S3, IAM, release, network tags, zones,
+                             quotas, Mongo, MLflow: targets/emr/preflight/), before any
+                             cluster or secret exists
     cluster.ship_code        code, bootstrap, requirements → the run's S3 prefix; the run's
                              Mongo secret; the RunJobFlow request (XCom, no secrets)
     cluster.create_cluster   EmrCreateJobFlowOperator, waits until the cluster is WAITING
@@ -39,6 +42,7 @@ from msd_pipeline.targets.emr.staging import stage_to_s3
 from msd_pipeline.targets.emr.steps import spark_step
 from msd_pipeline.templates import xcom
 
+PREFLIGHT_TIMEOUT = datetime.timedelta(minutes=5)
 SHIP_TASK_ID = "cluster.ship_code"
 SHIP_TIMEOUT = datetime.timedelta(minutes=15)
 ADD_STEP_TIMEOUT = datetime.timedelta(minutes=10)
@@ -73,7 +77,9 @@ class EmrTarget(PipelineTarget):
     # -- parse-time builders ---------------------------------------------------------
     def setup(self, run: XComArg) -> List[Any]:
         with TaskGroup("cluster", tooltip="Ship the code and create the run's EMR cluster"):
+            checked = _preflight_task(run)
             shipped = _ship_code_task(run)
+            checked >> shipped
             create = EmrCreateJobFlowOperator(
                 task_id="create_cluster",
                 job_flow_overrides=xcom(SHIP_TASK_ID, "job_flow_request"),
@@ -90,7 +96,7 @@ class EmrTarget(PipelineTarget):
                        "cluster is WAITING and terminates it when that wait fails.",
             )
             shipped >> create
-        return [shipped, create]
+        return [checked, shipped, create]
 
     def stage_data(self, run: XComArg) -> XComArg:
         return _stage_data_task(run)
@@ -186,6 +192,17 @@ def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any
                       script_uri=xcom(SHIP_TASK_ID, "code", job),
                       jobs_zip_uri=xcom(SHIP_TASK_ID, "code", JOBS_ZIP),
                       job_args=job_args)
+
+
+@task(task_id="preflight", retries=0, execution_timeout=PREFLIGHT_TIMEOUT)
+def _preflight_task(run: Dict[str, Any]) -> None:
+    """Fail the run, one line per problem and its fix, before anything is paid for."""
+    from msd_pipeline.targets.emr import preflight
+
+    findings = preflight.run_checks(RunContext.from_xcom(run).config)
+    for finding in findings:
+        print(finding.line())
+    preflight.require_ready(findings)
 
 
 @task(task_id="ship_code", retries=2, execution_timeout=SHIP_TIMEOUT)
