@@ -179,7 +179,8 @@ def _s3_action(method: str, path: str, query: str) -> str:
     kind = "KEY" if "/" in path.strip("/") else "BUCKET"
     actions = ACTION_MAP[kind][method]
     params = parse_qs(query, keep_blank_values=True)
-    action = next((name for param, name in actions.items() if param in params), actions["DEFAULT"])
+    action = next((name for param, name in actions.items() if param in params), None) \
+        or actions["DEFAULT"]
     return {"HeadBucket": "ListBucket"}.get(action, action)  # AWS: HeadBucket needs ListBucket
 
 
