@@ -93,7 +93,7 @@ def test_vcpus_by_market_for_groups_spot_and_fleets():
     ("m5.xlarge", True), ("r6g.2xlarge", True), ("c7i.large", True), ("im4gn.xlarge", True),
     ("t3.medium", True), ("g4dn.xlarge", False), ("p3.2xlarge", False), ("x2idn.16xlarge", False),
     ("inf1.xlarge", False), ("dl1.24xlarge", False), ("hpc6a.48xlarge", False),
-    ("trn1.2xlarge", False)])
+    ("trn1.2xlarge", False), ("mac2.metal", False), ("u-6tb1.metal", False)])
 def test_standard_families(instance_type, standard):
     assert is_standard(instance_type) is standard
 

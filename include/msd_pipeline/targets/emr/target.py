@@ -13,9 +13,9 @@
     terminate_cluster        teardown: every cluster of the run terminated, secret deleted
 
 Staging runs beside ``cluster``: the cluster is not billed idle while songs stream to S3,
-and the Spark steps wait for both. ``ship_code`` and ``create_cluster`` are the teardown's
-setups: the teardown runs whenever either succeeded (so also when creation fails half
-way), a failed teardown fails the run, and clearing a Spark task clears (re-runs) the
+and the Spark steps wait for both. ``preflight``, ``ship_code`` and ``create_cluster`` are
+the teardown's setups: the teardown runs whenever one succeeded (so also when creation
+fails half way; a failed preflight leaves nothing to end), a failed teardown fails the run, and clearing a Spark task clears (re-runs) the
 setups, so the cleared steps run on a new cluster. The DAG's failure callback
 (``end_run_after_failure``) is the second backstop, for a run the scheduler ends without
 its teardown (a run timeout skips it).

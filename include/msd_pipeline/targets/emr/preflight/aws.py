@@ -139,11 +139,10 @@ class PreflightHook(PipelineEmrHook):
         bucket, prefix = split_s3_uri(prefix_uri)
         _, key = split_s3_uri(probe_uri)
         s3 = self.client("s3")
-        s3.list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/", MaxKeys=1)
-        body = uuid.uuid4().hex.encode()
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
-        if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
-            raise RuntimeError(f"s3://{bucket}/{key} read back other bytes than were written")
+        prefix = prefix.strip("/")
+        s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/" if prefix else "", MaxKeys=1)
+        s3.put_object(Bucket=bucket, Key=key, Body=uuid.uuid4().hex.encode())
+        s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         try:
             s3.delete_object(Bucket=bucket, Key=key)
         except AWS_ERRORS as error:

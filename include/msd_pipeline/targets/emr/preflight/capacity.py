@@ -15,7 +15,7 @@ ON_DEMAND, SPOT = "on-demand", "spot"
 VCPU_QUOTAS = {ON_DEMAND: "L-1216C47A", SPOT: "L-34B43A08"}
 STANDARD_LETTERS = "acdhimrtz"
 # Families starting with a standard letter that have quotas of their own.
-NOT_STANDARD_FAMILIES = ("dl", "hpc", "inf", "trn", "mac", "u")
+NOT_STANDARD_FAMILIES = ("dl", "hpc", "inf", "trn", "mac")
 
 
 @dataclass(frozen=True)
