@@ -6,11 +6,30 @@ moto never moves a step by itself: ``EmrStepDriver`` watches moto's EMR backend 
 server runs in this process) and plays the cluster: it runs each RUNNING step through a
 ``step_runner``, writes the step's logs to the cluster's LogUri as EMR does, sets the
 step COMPLETED or FAILED and starts the next PENDING one.
+
+Where moto 5.2 differs from AWS for the EMR preflight (targets/emr/preflight/), the
+harness adapts, never the product:
+
+* Service Quotas serves only the ``vpc`` quotas; ``moto_server`` serves the EC2 Standard
+  vCPU quotas as well (``EC2_VCPU_QUOTAS``, an established account's 64; a test lowers
+  one with ``ec2_vcpu_quota``). moto has no GetAWSDefaultServiceQuota.
+* ``iam SimulatePrincipalPolicy`` and ``emr DescribeReleaseLabel`` are not implemented
+  (moto answers 500): the IAM simulation and the release's Spark version are "not
+  verified" against moto; their interpretation is unit-tested.
+* A new moto account is a new AWS account: default VPC and subnets without the V2 tag,
+  no EMR roles. ``prepare_account`` does what docs/emr.md tells a user to do once.
+  (moto, like AWS, does not offer m5.xlarge in us-east-1e.)
+* moto's RunJobFlow with a subnet creates the ElasticMapReduce-* security groups without
+  the V2 tag (EMR tags the groups it creates); no e2e run launches into a subnet.
+* ``recorded_calls`` reads moto's request recorder (process-wide; its writes are
+  serialised here, as the threaded server may record two requests at once).
 """
+import base64
 import contextlib
 import gzip
 import http.server
 import io
+import json
 import socket
 import tarfile
 import threading
@@ -22,7 +41,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import boto3
 from moto.core.utils import utcnow
 from moto.emr.models import emr_backends
+from moto.moto_api import recorder
+from moto.moto_api._internal.recorder.models import Recorder
 from moto.server import ThreadedMotoServer
+from moto.servicequotas.models import ServiceQuotasBackend
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -31,12 +53,21 @@ FAKE_ACCESS_KEY = "AKIAMSDTESTKEY000042"
 FAKE_SECRET_KEY = "msd-test-aws-secret-0b7e61c3d2"
 
 
+V2_TAG = "for-use-with-amazon-emr-managed-policies"
+SERVICE_ROLE = "EMR_DefaultRole_V2"
+INSTANCE_PROFILE = "EMR_EC2_DefaultRole"
+# Running On-Demand / All Spot Standard (A, C, D, H, I, M, R, T, Z) instances, in vCPUs.
+EC2_VCPU_QUOTAS = {"L-1216C47A": 64.0, "L-34B43A08": 64.0}
+
+
 @contextlib.contextmanager
 def moto_server(*buckets: str) -> Iterator[str]:
     """A moto server (S3, EMR, Secrets Manager, ...) in this process on 127.0.0.1 and a
     port the OS picks, with ``buckets`` created; yields its URL."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    moto_get_quota = ServiceQuotasBackend.get_service_quota
+    ServiceQuotasBackend.get_service_quota = _get_service_quota_with_ec2(moto_get_quota)
     try:
         host, port = server.get_host_and_port()
         url = "http://{}:{}".format(host, port)
@@ -44,7 +75,113 @@ def moto_server(*buckets: str) -> Iterator[str]:
             client("s3", url).create_bucket(Bucket=bucket)
         yield url
     finally:
+        ServiceQuotasBackend.get_service_quota = moto_get_quota
         server.stop()
+
+
+def _get_service_quota_with_ec2(moto_get_quota):
+    def get_service_quota(backend, service_code: str, quota_code: str) -> Dict[str, Any]:
+        if service_code == "ec2" and quota_code in EC2_VCPU_QUOTAS:
+            return {"ServiceCode": "ec2", "QuotaCode": quota_code, "Value": EC2_VCPU_QUOTAS[quota_code],
+                    "Unit": "None", "Adjustable": True, "GlobalQuota": False}
+        return moto_get_quota(backend, service_code, quota_code)
+    return get_service_quota
+
+
+@contextlib.contextmanager
+def ec2_vcpu_quota(quota_code: str, value: float) -> Iterator[None]:
+    before = EC2_VCPU_QUOTAS[quota_code]
+    EC2_VCPU_QUOTAS[quota_code] = value
+    try:
+        yield
+    finally:
+        EC2_VCPU_QUOTAS[quota_code] = before
+
+
+def prepare_account(endpoint_url: str) -> None:
+    """What docs/emr.md has a user do once per account: the V2 tag on the default VPC and
+    its subnets, the service role and the instance profile (with its role)."""
+    ec2, iam = client("ec2", endpoint_url), client("iam", endpoint_url)
+    [vpc] = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+    ec2.create_tags(Resources=[vpc["VpcId"], *(subnet["SubnetId"] for subnet in subnets)],
+                    Tags=[{"Key": V2_TAG, "Value": "true"}])
+    for role, service in ((SERVICE_ROLE, "elasticmapreduce"), (INSTANCE_PROFILE, "ec2")):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]}))
+    iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
+    iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=INSTANCE_PROFILE)
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    access_key: str
+    action: str  # IAM action name, e.g. "s3:GetObject"
+
+
+@contextlib.contextmanager
+def recorded_calls(path: Path) -> Iterator[List[RecordedCall]]:
+    """The AWS calls moto served inside the block, as IAM actions (filled in at exit)."""
+    calls: List[RecordedCall] = []
+    lock = threading.Lock()
+    moto_record = Recorder._record_request
+
+    def record_one_at_a_time(self, *args: Any, **kwargs: Any) -> None:
+        with lock:
+            moto_record(self, *args, **kwargs)
+
+    recorder._location = str(path)  # moto reads MOTO_RECORDER_FILEPATH at import only
+    recorder.reset_recording()
+    Recorder._record_request = record_one_at_a_time
+    recorder.start_recording()
+    try:
+        yield calls
+    finally:
+        recorder.stop_recording()
+        Recorder._record_request = moto_record
+    for line in path.read_text().splitlines():
+        call = _recorded_call(json.loads(line))
+        if call:
+            calls.append(call)
+
+
+def _recorded_call(entry: Dict[str, Any]) -> Optional[RecordedCall]:
+    """Service from the signature's credential scope, action from X-Amz-Target (JSON
+    protocols), the Action parameter (query protocols) or, for S3, method and path as
+    moto's S3 authorisation maps them."""
+    from urllib.parse import parse_qs, urlsplit
+
+    headers = {key.lower(): value for key, value in entry["headers"].items()}
+    authorization = headers.get("authorization", "")
+    if "Credential=" not in authorization:
+        return None  # moto's own API (reset-auth, ...)
+    scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+    access_key, service = scope[0], scope[3]
+    url = urlsplit(entry["url"])
+    if service == "s3":
+        return RecordedCall(access_key, "s3:" + _s3_action(entry["method"], url.path, url.query))
+    if "x-amz-target" in headers:
+        return RecordedCall(access_key, f"{service}:{headers['x-amz-target'].split('.')[-1]}")
+    body = entry.get("body") or ""
+    if entry.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    action = (parse_qs(body).get("Action") or parse_qs(url.query).get("Action") or ["?"])[0]
+    return RecordedCall(access_key, f"{service}:{action}")
+
+
+def _s3_action(method: str, path: str, query: str) -> str:
+    from urllib.parse import parse_qs
+
+    from moto.s3.responses import ACTION_MAP
+
+    kind = "KEY" if "/" in path.strip("/") else "BUCKET"
+    actions = ACTION_MAP[kind][method]
+    params = parse_qs(query, keep_blank_values=True)
+    action = next((name for param, name in actions.items() if param in params), None) \
+        or actions["DEFAULT"]
+    return {"HeadBucket": "ListBucket"}.get(action, action)  # AWS: HeadBucket needs ListBucket
 
 
 @dataclass(frozen=True)
@@ -81,8 +218,6 @@ def set_iam_enforcement(endpoint_url: str, on: bool) -> None:
 def iam_user(endpoint_url: str, name: str, policy: Dict[str, Any]) -> Credentials:
     """An IAM user holding ``policy`` inline; returns its access key (call with
     enforcement off)."""
-    import json
-
     iam = client("iam", endpoint_url)
     iam.create_user(UserName=name)
     iam.put_user_policy(UserName=name, PolicyName=name + "-policy", PolicyDocument=json.dumps(policy))
@@ -91,8 +226,6 @@ def iam_user(endpoint_url: str, name: str, policy: Dict[str, Any]) -> Credential
 
 
 def replace_user_policy(endpoint_url: str, name: str, policy: Dict[str, Any]) -> None:
-    import json
-
     client("iam", endpoint_url).put_user_policy(UserName=name, PolicyName=name + "-policy",
                                                 PolicyDocument=json.dumps(policy))
 

@@ -6,12 +6,16 @@ from airflow.sdk.log import mask_secret
 
 
 def mongo_uri_from_connection(conn_id: str) -> str:
-    """The connection's MongoDB URI with its extras as URI options."""
+    """The connection's MongoDB URI with its extras as URI options, as MongoHook connects:
+    ``mongodb+srv://`` when the extra has ``srv`` (the hook takes it out of the options),
+    ``tlsAllowInvalidCertificates`` for ``allow_insecure`` with TLS on."""
     from airflow.providers.mongo.hooks.mongo import MongoHook
 
     hook = MongoHook(mongo_conn_id=conn_id)  # reads the connection; opens no socket
     options = {key: str(value).lower() if isinstance(value, bool) else value
                for key, value in hook.extras.items()}
+    if hook.allow_insecure:
+        options["tlsAllowInvalidCertificates"] = "true"
     uri = hook.uri
     if options:
         uri += ("?" if hook.connection.schema else "/?") + urlencode(options)

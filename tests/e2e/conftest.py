@@ -1,5 +1,6 @@
 """Fixtures of the EMR end-to-end tests (test_emr_*.py; their helpers are in
-tests/emr_dag_support.py): one moto server for the session with the pipeline's bucket,
+tests/emr_dag_support.py): one moto server for the session with the pipeline's bucket and
+the account prepared as docs/emr.md says (V2 tags, EMR roles) so runs pass the preflight,
 generated songs served as an archive over HTTP, the session's SecantusDB reached with a
 password, and Airflow's environment with a model registry of each test's own."""
 import pytest
@@ -7,7 +8,7 @@ import pytest
 import airflow_support
 from emr_dag_support import BUCKET, MONGO_PASSWORD, MONGO_USER, SONGS, airflow_env_for
 from emr_support import ArchiveServer, Credentials, ServedFile, make_song_archive, \
-    mongo_user_uri, moto_server
+    mongo_user_uri, moto_server, prepare_account
 from msd_devtools import services
 from msd_pipeline.staging.generator import generate_songs
 
@@ -15,6 +16,7 @@ from msd_pipeline.staging.generator import generate_songs
 @pytest.fixture(scope="session")
 def moto_url():
     with moto_server(BUCKET) as url:
+        prepare_account(url)
         yield url
 
 

@@ -1,7 +1,9 @@
 """IAM tested, not assumed: ``airflow dags test msd_emr_pipeline`` against moto under IAM
-enforcement, as two IAM users holding the repository's two policies (include/emr/), and
-for every statement a call of the pipeline's code that it allows and that is denied once
-the statement is dropped. How moto plays EMR: tests/emr_dag_support.py."""
+enforcement, as two IAM users holding the repository's two policies (include/emr/), every
+call the run made (moto's request recorder) an action of the preflight's table
+(targets/emr/preflight/actions.py), and for every statement a call of the pipeline's code
+that it allows and that is denied once the statement is dropped. How moto plays EMR:
+tests/emr_dag_support.py."""
 import contextlib
 import json
 import uuid
@@ -16,8 +18,9 @@ from msdlib.config import load_config
 from emr_dag_support import (BUCKET, DAG_ID, SONGS, RealStepRunner, airflow_env_for,
                              assert_deferred, assert_run_cleaned_up, create_cluster,
                              emr_backend, run_pipeline, write_config)
-from emr_support import (ACCOUNT_ID, REGION, aws_env, client, iam_user, replace_user_policy,
-                         set_iam_enforcement)
+from emr_support import (ACCOUNT_ID, INSTANCE_PROFILE, REGION, aws_env, client, iam_user,
+                         recorded_calls, replace_user_policy, set_iam_enforcement)
+from msd_pipeline.targets.emr.preflight import actions
 from project_paths import PROJECT_ROOT
 
 # Moto's IAM enforcement (moto/core/authorization.py, moto/iam/access_control.py), as of
@@ -27,13 +30,15 @@ from project_paths import PROJECT_ROOT
 # never matches there: ``moto_enforceable`` widens those statements' Resource to "*" (the
 # ARNs and tag conditions are checked in AWS only: docs/emr.md's simulate-principal-policy
 # commands). Conditions (tags, s3:prefix) are not evaluated; iam:PassRole is never checked;
-# a HEAD of a missing key is a 404 whatever the ListBucket grant.
+# a HEAD of a missing key is a 404 whatever the ListBucket grant. RunJobFlow's
+# AutoTerminationPolicy is not authorised as elasticmapreduce:PutAutoTerminationPolicy, and
+# moto has no Put/GetAutoTerminationPolicy to call.
 
 AIRFLOW_USER = "msd-airflow"
 NODE_USER = "msd-emr-instance-profile"
 SOURCE_BUCKET = "msd-songs-of-another-owner"
 POLICIES = {AIRFLOW_USER: "iam-policy.json", NODE_USER: "iam-instance-profile-policy.json"}
-NOT_ENFORCED_BY_MOTO = {"PassTheEmrRoles"}
+NOT_ENFORCED_BY_MOTO = {"PassTheEmrRoles", "AutoTerminationOfPipelineClusters"}
 
 
 def moto_enforceable(user: str, drop: Optional[str] = None) -> Dict[str, Any]:
@@ -88,15 +93,32 @@ def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users,
     env = airflow_env_for(moto_url, mongo_with_password, iam_users[AIRFLOW_USER],
                           empty_registry_uri)
     node = iam_users[NODE_USER]
-    with iam_enforced(moto_url):
+    with iam_enforced(moto_url), recorded_calls(tmp_path / "moto-recording.jsonl") as calls:
         run = run_pipeline(env, config, RealStepRunner(moto_url, tmp_path, node), moto_url,
                            node_credentials=node)
 
     assert run.state == "success", run.describe()
+    assert run.tasks["cluster.preflight"] == "success", run.describe()
+    called = calls_by_principal(calls, {iam_users[AIRFLOW_USER].access_key: actions.AIRFLOW,
+                                        node.access_key: actions.INSTANCE_PROFILE})
+    assert {"ec2:DescribeSubnets", "elasticmapreduce:RunJobFlow"} <= called[actions.AIRFLOW]
+    assert "secretsmanager:GetSecretValue" in called[actions.INSTANCE_PROFILE]
+    for principal, names in called.items():
+        table = {action.name for action in actions.actions_of(principal)}
+        assert names <= table, f"{principal} called actions the table lacks: {names - table}"
     assert "AccessDenied" not in run.logs and "not authorized" not in run.logs
     assert_deferred(run)  # the triggers' calls were checked too
     assert pymongo.MongoClient(mongo_uri)[database]["songs"].count_documents({}) == SONGS
     assert_run_cleaned_up(run, moto_url)
+
+
+def calls_by_principal(calls, principals: Dict[str, str]) -> Dict[str, set]:
+    """The IAM actions each principal (by access key) called."""
+    called: Dict[str, set] = {principal: set() for principal in principals.values()}
+    for call in calls:
+        if call.access_key in principals:
+            called[principals[call.access_key]].add(call.action)
+    return called
 
 
 @dataclass
@@ -111,13 +133,17 @@ def probe_calls(moto_url: str) -> List[Probe]:
     from msdlib.io import emr_mongo, sources
     from msd_pipeline.targets.emr.cluster import build_job_flow_request
     from msd_pipeline.targets.emr.hook import PipelineEmrHook
-    from msd_pipeline.targets.emr.layout import RunLayout
+    from msd_pipeline.targets.emr.layout import PREFLIGHT_FOLDER, RunLayout
+    from msd_pipeline.targets.emr.preflight.aws import PreflightHook
 
     emr_settings = load_config(overrides={"emr.s3_root": f"s3://{BUCKET}/pipeline"}).emr
     layout = RunLayout(emr_settings.s3_root, "iam-probe")
 
     def hook() -> PipelineEmrHook:
         return PipelineEmrHook(aws_conn_id=None, region_name=REGION)
+
+    def preflight_hook() -> PreflightHook:
+        return PreflightHook(aws_conn_id=None, region_name=REGION)
 
     def create_cluster(world):
         request = build_job_flow_request(emr_settings, layout, dag_id=DAG_ID,
@@ -134,6 +160,11 @@ def probe_calls(moto_url: str) -> List[Probe]:
               lambda world: hook().s3.list_keys(BUCKET, prefix="pipeline/runs/iam-probe/")),
         Probe(AIRFLOW_USER, "ReadWriteThePipelinePrefix",
               lambda world: hook().read_bytes(layout.job_config_uri)),
+        Probe(AIRFLOW_USER, "DeleteThePreflightProbe",
+              lambda world: preflight_hook().client("s3").delete_object(
+                  Bucket=BUCKET, Key=f"pipeline/{PREFLIGHT_FOLDER}/probe-iam")),
+        Probe(AIRFLOW_USER, "PreflightReadsTheAccount",
+              lambda world: preflight_hook().instance_profile_roles(INSTANCE_PROFILE)),
         Probe(AIRFLOW_USER, "RunScopedMongoSecrets",
               lambda world: hook().put_run_secret(world["secret_id"], "mongodb://probe", [])),
         Probe(AIRFLOW_USER, "OptionalReadSourceBucketOfAnotherOwner",

@@ -13,7 +13,7 @@ from msd_pipeline.graph import build_pipeline_dag
 from msd_pipeline.targets.emr.target import EmrTarget
 from msd_pipeline.targets.spark_submit.target import SparkSubmitTarget
 
-SETUPS = {"cluster.ship_code", "cluster.create_cluster"}
+SETUPS = {"cluster.preflight", "cluster.ship_code", "cluster.create_cluster"}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,13 @@ def test_both_setups_pair_with_the_teardown_which_fails_the_run(emr_dag):
     assert check.trigger_rule == "all_success" and not check.is_teardown
     assert {task.task_id for task in emr_dag.tasks if task.is_setup} == SETUPS
     assert SETUPS <= teardown.upstream_task_ids
+
+
+def test_the_preflight_comes_before_anything_is_created(emr_dag):
+    preflight = emr_dag.get_task("cluster.preflight")
+    assert preflight.upstream_task_ids == {"prepare_run"} and preflight.retries == 0
+    assert "cluster.preflight" in upstream_closure(emr_dag, "cluster.ship_code")
+    assert "cluster.preflight" in upstream_closure(emr_dag, "cluster.create_cluster")
 
 
 def test_clearing_a_spark_step_clears_the_cluster_setups_and_teardown_not_staging(emr_dag):

@@ -87,6 +87,22 @@ def test_mongo_uri_carries_credentials_and_extras(monkeypatch):
     assert uri == "mongodb://u:p%40ss+word@db.example:27018/?authSource=admin&tls=false"
 
 
+def test_an_srv_connection_gives_an_srv_uri_as_mongohook_connects(monkeypatch):
+    """MongoHook takes ``srv`` out of the options and switches the scheme; the executors
+    get the same URI (Atlas: no port)."""
+    monkeypatch.setenv("AIRFLOW_CONN_MSD_TEST_ATLAS",
+                       "mongo://u:secret-pw@cluster0.ab1cd.mongodb.net/msd?srv=true&w=majority")
+    uri = mongo_uri_from_connection("msd_test_atlas")
+    assert uri == "mongodb+srv://u:secret-pw@cluster0.ab1cd.mongodb.net/msd?w=majority"
+
+
+def test_allow_insecure_becomes_the_uri_option_mongohook_sets(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MSD_TEST_TLS", json.dumps({
+        "conn_type": "mongo", "host": "db.example", "extra": {"tls": True, "allow_insecure": True}}))
+    assert mongo_uri_from_connection("msd_test_tls") == \
+        "mongodb://db.example/?tls=true&tlsAllowInvalidCertificates=true"
+
+
 def test_run_record_from_the_jobs_outputs():
     record = run_records.build_run_record(
         RUN, {"source": "/songs", "mode": "path", "files": 10, "detail": {}}, "/runs/r1/job.json",

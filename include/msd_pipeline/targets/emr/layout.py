@@ -5,6 +5,7 @@
     <s3_root>/logs/                     the clusters' LogUri (EMR appends the cluster id)
     <s3_root>/data/                     staged songs, shared by runs (staging is resumable)
     <s3_root>/artifacts/<run_key>/      training artifacts, unless training.artifacts_uri is s3://
+    <s3_root>/preflight/                the preflight's probe object, deleted again
 """
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ JOBS_ZIP = "msdlib.zip"
 BOOTSTRAP_SCRIPT = "bootstrap.sh"
 REQUIREMENTS = "requirements-emr.txt"
 ARTIFACTS_FOLDER = "artifacts"
+PREFLIGHT_FOLDER = "preflight"
 
 
 class LayoutError(ValueError):

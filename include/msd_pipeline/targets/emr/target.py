@@ -1,5 +1,8 @@
 """The EMR target of the pipeline's task graph (include/msd_pipeline/graph.py), in run order:
 
+    cluster.preflight        the run can work (S3, IAM, release, network tags, zones,
+                             quotas, Mongo, MLflow: targets/emr/preflight/), before any
+                             cluster or secret exists
     cluster.ship_code        code, bootstrap, requirements → the run's S3 prefix; the run's
                              Mongo secret; the RunJobFlow request (XCom, no secrets)
     stage.stage_data         songs → S3 (archive streamed, local folder uploaded, or an
@@ -14,10 +17,11 @@
 
 The cluster is created after staging, so no node bills while songs stream to S3 (the run
 record's ``idle_before_first_step_seconds`` shows what is left: creation's last poll and
-scheduling the first step). The setup tasks and ``create_cluster`` are the teardown's
-setups: the teardown runs whenever one succeeded (so also when creation fails half way),
-a failed teardown fails the run, and clearing a Spark step clears (re-runs) the setups, so
-the cleared step runs on a new cluster. The DAG's failure callback
+scheduling the first step). ``preflight``, ``ship_code`` and ``create_cluster`` are the
+teardown's setups: the teardown runs whenever one succeeded (so also when creation fails
+half way; a failed preflight leaves nothing to end), a failed teardown fails the run, and
+clearing a Spark step clears (re-runs) the setups, so the cleared step runs on a new
+cluster. The DAG's failure callback
 (``end_run_after_failure``) is the second backstop, for a run the scheduler ends without
 its teardown (a run timeout skips it).
 """
@@ -47,6 +51,7 @@ from msd_pipeline.targets.emr.steps import spark_step
 from msd_pipeline.templates import xcom
 
 CLUSTER_GROUP = "cluster"
+PREFLIGHT_TIMEOUT = datetime.timedelta(minutes=5)
 SHIP_TASK_ID = "cluster.ship_code"
 SHIP_TIMEOUT = datetime.timedelta(minutes=15)
 # Adding a step and the last state poll, on top of the step's own timeout.
@@ -82,7 +87,10 @@ class EmrTarget(PipelineTarget):
     # -- parse-time builders ---------------------------------------------------------
     def setup(self, run: XComArg) -> List[Any]:
         with _cluster_group():
-            return [_ship_code_task(run)]
+            checked = _preflight_task(run)
+            shipped = _ship_code_task(run)
+            checked >> shipped
+        return [checked, shipped]
 
     def stage_data(self, run: XComArg) -> XComArg:
         return _stage_data_task(run)
@@ -232,6 +240,17 @@ def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any
                       script_uri=xcom(SHIP_TASK_ID, "code", job),
                       jobs_zip_uri=xcom(SHIP_TASK_ID, "code", JOBS_ZIP),
                       job_args=job_args)
+
+
+@task(task_id="preflight", retries=0, execution_timeout=PREFLIGHT_TIMEOUT)
+def _preflight_task(run: Dict[str, Any]) -> None:
+    """Fail the run, one line per problem and its fix, before anything is paid for."""
+    from msd_pipeline.targets.emr import preflight
+
+    findings = preflight.run_checks(RunContext.from_xcom(run).config)
+    for finding in findings:
+        print(finding.line())
+    preflight.require_ready(findings)
 
 
 @task(task_id="ship_code", retries=2, execution_timeout=SHIP_TIMEOUT)
