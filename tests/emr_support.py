@@ -55,6 +55,7 @@ FAKE_SECRET_KEY = "msd-test-aws-secret-0b7e61c3d2"
 
 V2_TAG = "for-use-with-amazon-emr-managed-policies"
 SERVICE_ROLE = "EMR_DefaultRole_V2"
+V2_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
 INSTANCE_PROFILE = "EMR_EC2_DefaultRole"
 # Running On-Demand / All Spot Standard (A, C, D, H, I, M, R, T, Z) instances, in vCPUs.
 EC2_VCPU_QUOTAS = {"L-1216C47A": 64.0, "L-34B43A08": 64.0}
@@ -100,7 +101,8 @@ def ec2_vcpu_quota(quota_code: str, value: float) -> Iterator[None]:
 
 def prepare_account(endpoint_url: str) -> None:
     """What docs/emr.md has a user do once per account: the V2 tag on the default VPC and
-    its subnets, the service role and the instance profile (with its role)."""
+    its subnets, the service role with AmazonEMRServicePolicy_v2, the service-linked
+    cleanup role and the instance profile (with its role)."""
     ec2, iam = client("ec2", endpoint_url), client("iam", endpoint_url)
     [vpc] = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
@@ -111,8 +113,17 @@ def prepare_account(endpoint_url: str) -> None:
             "Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"},
                 "Action": "sts:AssumeRole"}]}))
+    iam.attach_role_policy(RoleName=SERVICE_ROLE, PolicyArn=V2_SERVICE_POLICY)
     iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
     iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=INSTANCE_PROFILE)
+    # moto names service-linked roles after the service (not AWS's AWSServiceRoleForEMRCleanup):
+    # the role is made by name, on the path AWS gives it.
+    iam.create_role(RoleName="AWSServiceRoleForEMRCleanup",
+                    Path="/aws-service-role/elasticmapreduce.amazonaws.com/",
+                    AssumeRolePolicyDocument=json.dumps({
+                        "Version": "2012-10-17", "Statement": [{
+                            "Effect": "Allow", "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "elasticmapreduce.amazonaws.com"}}]}))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from project_paths import PROJECT_ROOT
 # S3 requests are matched against the bucket or object ARN as well. Every other service
 # is matched against Resource "*", so a statement scoped to EMR cluster or secret ARNs
 # never matches there: ``moto_enforceable`` widens those statements' Resource to "*" (the
-# ARNs and tag conditions are checked in AWS only: docs/emr.md's simulate-principal-policy
-# commands). Conditions (tags, s3:prefix) are not evaluated; iam:PassRole is never checked;
+# ARNs and tag conditions are checked in AWS only: by the preflight's
+# iam:SimulatePrincipalPolicy, which moto lacks). Conditions (tags, s3:prefix) are not evaluated; iam:PassRole is never checked;
 # a HEAD of a missing key is a 404 whatever the ListBucket grant. RunJobFlow's
 # AutoTerminationPolicy is not authorised as elasticmapreduce:PutAutoTerminationPolicy, and
 # moto has no Put/GetAutoTerminationPolicy to call.

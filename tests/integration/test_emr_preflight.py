@@ -233,3 +233,23 @@ def test_require_ready_raises_the_problems(account):
     findings = run_checks(config(ec2_subnet_id=account["subnet"], s3_root="s3://msd-gone/p"))
     with pytest.raises(PreflightError, match="s3 root: bucket msd-gone does not exist"):
         require_ready(findings)
+
+
+def test_a_service_role_without_the_v2_policy_and_no_cleanup_role(account):
+    iam = client("iam", account["url"])
+    iam.create_role(RoleName="msd-bare-service-role", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"Service": "elasticmapreduce.amazonaws.com"}}]}))
+    cleanup = iam.get_role(RoleName="AWSServiceRoleForEMRCleanup")["Role"]
+    iam.delete_role(RoleName="AWSServiceRoleForEMRCleanup")
+    try:
+        found = finding(run_checks(config(service_role="msd-bare-service-role")), "emr roles")
+    finally:
+        iam.create_role(RoleName=cleanup["RoleName"], Path=cleanup["Path"],
+                        AssumeRolePolicyDocument=json.dumps(cleanup["AssumeRolePolicyDocument"]))
+    assert found.status == PROBLEM, found.line()
+    assert "msd-bare-service-role lacks AmazonEMRServicePolicy_v2" in found.detail
+    assert "AWSServiceRoleForEMRCleanup does not exist" in found.detail
+    assert "aws iam attach-role-policy --role-name msd-bare-service-role" in found.fix
+    assert "aws iam create-service-linked-role" in found.fix

@@ -78,7 +78,8 @@ RUN_ACTIONS: Dict[str, Tuple[Action, ...]] = {
 PREFLIGHT_ACTIONS: Tuple[Action, ...] = (
     *_actions(ANY, "preflight: who is the Airflow principal", *NEEDS_NO_PERMISSION),
     *_actions(ANY, "preflight: simulate, find the EMR roles",
-              "iam:SimulatePrincipalPolicy", "iam:GetRole", "iam:GetInstanceProfile"),
+              "iam:SimulatePrincipalPolicy", "iam:GetRole", "iam:GetInstanceProfile",
+              "iam:ListAttachedRolePolicies"),
     *_actions(ANY, "preflight: release, instance types, quotas, network tags",
               "elasticmapreduce:ListReleaseLabels", "elasticmapreduce:DescribeReleaseLabel",
               "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",

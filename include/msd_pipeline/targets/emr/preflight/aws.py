@@ -60,6 +60,11 @@ class PreflightHook(PipelineEmrHook):
     def role_arn(self, name: str) -> str:
         return self.client("iam").get_role(RoleName=name)["Role"]["Arn"]
 
+    def attached_policy_arns(self, role_name: str) -> List[str]:
+        pages = self.client("iam").get_paginator("list_attached_role_policies").paginate(
+            RoleName=role_name)
+        return [policy["PolicyArn"] for page in pages for policy in page["AttachedPolicies"]]
+
     def instance_profile_roles(self, name: str) -> List[str]:
         profile = self.client("iam").get_instance_profile(InstanceProfileName=name)
         return [role["Arn"] for role in profile["InstanceProfile"]["Roles"]]

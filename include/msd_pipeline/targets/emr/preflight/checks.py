@@ -15,6 +15,7 @@ from msd_pipeline.targets.emr.preflight.findings import Finding, not_verified, o
 
 V2_TAG = "for-use-with-amazon-emr-managed-policies"
 EMR_SECURITY_GROUPS = ("ElasticMapReduce-master", "ElasticMapReduce-slave",
+                       "ElasticMapReduce-Master-Private", "ElasticMapReduce-Slave-Private",
                        "ElasticMapReduce-ServiceAccess")
 
 

@@ -21,7 +21,14 @@ PASSED_TO = {actions.SERVICE_ROLE: "elasticmapreduce.amazonaws.com",
              actions.JOB_FLOW_ROLE: "ec2.amazonaws.com"}
 SERVICE_ROLE_FIX = ("create it with AmazonEMRServicePolicy_v2 attached (docs/emr.md, "
                     "the service role) or correct emr.service_role")
-INSTANCE_PROFILE_FIX = "aws emr create-default-roles creates it, or correct emr.job_flow_role"
+V2_POLICY = "AmazonEMRServicePolicy_v2"
+V2_POLICY_FIX = ("aws iam attach-role-policy --role-name {role} --policy-arn "
+                 "arn:aws:iam::aws:policy/service-role/" + V2_POLICY)
+# EMR's service-linked role: it cleans up a cluster's EC2 resources.
+CLEANUP_ROLE = "AWSServiceRoleForEMRCleanup"
+CLEANUP_ROLE_FIX = "aws iam create-service-linked-role --aws-service-name elasticmapreduce.amazonaws.com"
+INSTANCE_PROFILE_FIX = ("create it with include/emr/iam-instance-profile-policy.json on its role "
+                        "(docs/emr.md, Buckets and roles), or correct emr.job_flow_role")
 # Secret ARNs end in "-" and six random characters.
 SECRET_SUFFIX = "-AbC123"
 PREFLIGHT_RUN_KEY = "preflight"
@@ -140,6 +147,31 @@ def check_iam(config: PipelineConfig, hook: PreflightHook) -> List[Finding]:
                               for principal, arn in principals.items()]
 
 
+def _check_service_role_policy(hook: PreflightHook, role: str, missing: List[str],
+                               unverified: List[str], fixes: List[str]) -> None:
+    try:
+        attached = hook.attached_policy_arns(role)
+    except AWS_ERRORS as error:
+        unverified.append(f"policies of {role}: "
+                          + str(unavailable("iam:ListAttachedRolePolicies", error)))
+        return
+    if not any(arn.endswith("/" + V2_POLICY) for arn in attached):
+        missing.append(f"service role {role} lacks {V2_POLICY}")
+        fixes.append(V2_POLICY_FIX.format(role=role))
+
+
+def _check_cleanup_role(hook: PreflightHook, missing: List[str], unverified: List[str],
+                        fixes: List[str]) -> None:
+    try:
+        hook.role_arn(CLEANUP_ROLE)
+    except AWS_ERRORS as error:
+        if is_not_found(error):
+            missing.append(f"service-linked role {CLEANUP_ROLE} does not exist")
+            fixes.append(CLEANUP_ROLE_FIX)
+        else:
+            unverified.append(f"{CLEANUP_ROLE}: " + str(unavailable("iam:GetRole", error)))
+
+
 def _roles(config: PipelineConfig, hook: PreflightHook, partition: str,
            account: str) -> Tuple[Finding, Optional[str], Optional[str]]:
     emr = config.emr
@@ -153,6 +185,10 @@ def _roles(config: PipelineConfig, hook: PreflightHook, partition: str,
             (missing if is_not_found(error) else unverified).append(
                 f"service role {emr.service_role}: " + str(unavailable("iam:GetRole", error)))
             fixes += [SERVICE_ROLE_FIX] if is_not_found(error) else []
+    if service_role_arn:
+        _check_service_role_policy(hook, service_role_arn.rsplit("/", 1)[-1], missing,
+                                   unverified, fixes)
+    _check_cleanup_role(hook, missing, unverified, fixes)
     try:
         roles = hook.instance_profile_roles(emr.job_flow_role)
         if roles:
