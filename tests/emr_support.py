@@ -39,8 +39,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import boto3
+from botocore.exceptions import ClientError
 from moto.core.utils import utcnow
 from moto.emr.models import emr_backends
+from moto.iam.aws_managed_policies import aws_managed_policies_data
+from moto.iam.models import AWSManagedPolicy, iam_backends
 from moto.moto_api import recorder
 from moto.moto_api._internal.recorder.models import Recorder
 from moto.server import ThreadedMotoServer
@@ -55,7 +58,12 @@ FAKE_SECRET_KEY = "msd-test-aws-secret-0b7e61c3d2"
 
 V2_TAG = "for-use-with-amazon-emr-managed-policies"
 SERVICE_ROLE = "EMR_DefaultRole_V2"
-V2_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
+V2_SERVICE_POLICY_NAME = "AmazonEMRServicePolicy_v2"
+V2_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/" + V2_SERVICE_POLICY_NAME
+# AWS's name and path; moto would name a service-linked role after the service, so the
+# harness creates it as a role.
+CLEANUP_ROLE = "AWSServiceRoleForEMRCleanup"
+CLEANUP_ROLE_PATH = "/aws-service-role/elasticmapreduce.amazonaws.com/"
 INSTANCE_PROFILE = "EMR_EC2_DefaultRole"
 # Running On-Demand / All Spot Standard (A, C, D, H, I, M, R, T, Z) instances, in vCPUs.
 EC2_VCPU_QUOTAS = {"L-1216C47A": 64.0, "L-34B43A08": 64.0}
@@ -102,28 +110,44 @@ def ec2_vcpu_quota(quota_code: str, value: float) -> Iterator[None]:
 def prepare_account(endpoint_url: str) -> None:
     """What docs/emr.md has a user do once per account: the V2 tag on the default VPC and
     its subnets, the service role with AmazonEMRServicePolicy_v2, the service-linked
-    cleanup role and the instance profile (with its role)."""
+    cleanup role and the instance profile (with its role). Idempotent: moto's accounts
+    live as long as this process, across moto servers."""
     ec2, iam = client("ec2", endpoint_url), client("iam", endpoint_url)
     [vpc] = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
     ec2.create_tags(Resources=[vpc["VpcId"], *(subnet["SubnetId"] for subnet in subnets)],
                     Tags=[{"Key": V2_TAG, "Value": "true"}])
-    for role, service in ((SERVICE_ROLE, "elasticmapreduce"), (INSTANCE_PROFILE, "ec2")):
-        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"},
-                "Action": "sts:AssumeRole"}]}))
+    for role, service, path in ((SERVICE_ROLE, "elasticmapreduce", "/"),
+                                (INSTANCE_PROFILE, "ec2", "/"),
+                                (CLEANUP_ROLE, "elasticmapreduce", CLEANUP_ROLE_PATH)):
+        _unless_exists(iam.create_role, RoleName=role, Path=path,
+                       AssumeRolePolicyDocument=json.dumps({
+                           "Version": "2012-10-17", "Statement": [{
+                               "Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": f"{service}.amazonaws.com"}}]}))
+    _load_aws_managed_policy(V2_SERVICE_POLICY_NAME)
     iam.attach_role_policy(RoleName=SERVICE_ROLE, PolicyArn=V2_SERVICE_POLICY)
-    iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
-    iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=INSTANCE_PROFILE)
-    # moto names service-linked roles after the service (not AWS's AWSServiceRoleForEMRCleanup):
-    # the role is made by name, on the path AWS gives it.
-    iam.create_role(RoleName="AWSServiceRoleForEMRCleanup",
-                    Path="/aws-service-role/elasticmapreduce.amazonaws.com/",
-                    AssumeRolePolicyDocument=json.dumps({
-                        "Version": "2012-10-17", "Statement": [{
-                            "Effect": "Allow", "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "elasticmapreduce.amazonaws.com"}}]}))
+    _unless_exists(iam.create_instance_profile, InstanceProfileName=INSTANCE_PROFILE)
+    if not iam.get_instance_profile(InstanceProfileName=INSTANCE_PROFILE)["InstanceProfile"]["Roles"]:
+        iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE,
+                                         RoleName=INSTANCE_PROFILE)
+
+
+def _unless_exists(create: Callable[..., Any], **kwargs: Any) -> None:
+    try:
+        create(**kwargs)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "EntityAlreadyExists":
+            raise
+
+
+def _load_aws_managed_policy(name: str) -> None:
+    """moto loads AWS's managed policies only with MOTO_IAM_LOAD_MANAGED_POLICIES set when an
+    account's IAM starts (slow, and process-wide): the harness adds the one the docs attach."""
+    backend = iam_backends[ACCOUNT_ID]["global"]
+    policy = AWSManagedPolicy.from_data(name, ACCOUNT_ID, backend.region_name,
+                                        json.loads(aws_managed_policies_data)[name])
+    backend.managed_policies.setdefault(policy.arn, policy)
 
 
 @dataclass(frozen=True)

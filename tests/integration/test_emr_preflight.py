@@ -241,13 +241,11 @@ def test_a_service_role_without_the_v2_policy_and_no_cleanup_role(account):
         "Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Action": "sts:AssumeRole",
             "Principal": {"Service": "elasticmapreduce.amazonaws.com"}}]}))
-    cleanup = iam.get_role(RoleName="AWSServiceRoleForEMRCleanup")["Role"]
     iam.delete_role(RoleName="AWSServiceRoleForEMRCleanup")
     try:
         found = finding(run_checks(config(service_role="msd-bare-service-role")), "emr roles")
     finally:
-        iam.create_role(RoleName=cleanup["RoleName"], Path=cleanup["Path"],
-                        AssumeRolePolicyDocument=json.dumps(cleanup["AssumeRolePolicyDocument"]))
+        prepare_account(account["url"])
     assert found.status == PROBLEM, found.line()
     assert "msd-bare-service-role lacks AmazonEMRServicePolicy_v2" in found.detail
     assert "AWSServiceRoleForEMRCleanup does not exist" in found.detail
