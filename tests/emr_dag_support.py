@@ -26,7 +26,7 @@ from msdlib.config import load_config
 
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, Credentials,
-                         EmrStepDriver, StepOutcome, aws_env, client, latest_run,
+                         EmrStepDriver, StepOutcome, aws_env, client, download_prefix, latest_run,
                          metadata_db_text, task_log_text, task_states)
 
 DAG_ID = "msd_emr_pipeline"
@@ -63,12 +63,23 @@ class RealStepRunner:
         py_files = args.index("--py-files")
         local_zip = self._download(args[py_files + 1], step.id)
         local_script = self._download(args[py_files + 2], step.id)
+        job_args = self._local_model(args[py_files + 3:], step.id)
         spark_submit = os.path.join(os.path.dirname(__import__("pyspark").__file__), "bin", "spark-submit")
         command = [spark_submit, "--master", "local[2]", "--deploy-mode", "client",
-                   "--py-files", local_zip, local_script, *args[py_files + 3:]]
+                   "--py-files", local_zip, local_script, *job_args]
         result = subprocess.run(command, env=self._node_env(cluster), capture_output=True,
                                 text=True, timeout=600)
         return StepOutcome(result.returncode == 0, result.stdout, result.stderr)
+
+    def _local_model(self, job_args: List[str], step_id: str) -> List[str]:
+        """Harness adaptation: imputation's ``--model-uri s3://...`` as a local copy (Spark
+        from pip has no s3:// filesystem; EMR's EMRFS reads the URI itself)."""
+        if "--model-uri" not in job_args:
+            return job_args
+        at = job_args.index("--model-uri") + 1
+        local = download_prefix(self.moto_url, job_args[at], self.work_dir / step_id / "model",
+                                self.credentials)
+        return job_args[:at] + [str(local)] + job_args[at + 1:]
 
     def _download(self, uri: str, step_id: str) -> str:
         bucket, _, key = uri[len("s3://"):].partition("/")

@@ -107,6 +107,21 @@ def ec2_vcpu_quota(quota_code: str, value: float) -> Iterator[None]:
         EC2_VCPU_QUOTAS[quota_code] = before
 
 
+def download_prefix(endpoint_url: str, uri: str, target: Path,
+                    credentials: Optional["Credentials"] = None) -> Path:
+    """Every object below the s3:// folder ``uri`` into ``target`` (same relative paths).
+    Spark from pip has no s3:// filesystem (EMR's EMRFS has): a job gets a local copy."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    s3 = client("s3", endpoint_url, credentials or Credentials())
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                             Prefix=prefix.rstrip("/") + "/"):
+        for item in page.get("Contents", []):
+            local = target / item["Key"][len(prefix.rstrip("/")) + 1:]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(local))
+    return target
+
+
 def prepare_account(endpoint_url: str) -> None:
     """What docs/emr.md has a user do once per account: the V2 tag on the default VPC and
     its subnets, the service role with AmazonEMRServicePolicy_v2, the service-linked

@@ -43,7 +43,7 @@ def test_clearing_a_failed_step_reruns_it_on_a_new_cluster(emr_airflow_env, moto
     run_id, _ = latest_run(DAG_ID, emr_airflow_env)
 
     cleared = subprocess.run(
-        [airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", "^spark\\.ingest$",
+        [airflow_support.AIRFLOW, "tasks", "clear", DAG_ID, "-t", "spark.ingest",
          "-s", logical_date, "-e", logical_date, "-d", "-y"],
         env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=300)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr

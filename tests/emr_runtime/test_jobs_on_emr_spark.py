@@ -26,7 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from emr_support import aws_env, client, mongo_user_uri, moto_server
+from emr_support import aws_env, client, download_prefix, mongo_user_uri, moto_server
 from msd_pipeline.staging.generator import generate_songs
 from msd_pipeline.targets.emr import code_shipping, mongo_secret, releases, steps
 from msd_pipeline.targets.emr.cluster import build_job_flow_request
@@ -284,10 +284,7 @@ def test_ingest_then_training_on_emr_spark(node, cluster_run, moto_url, mongo_ur
         {"predicted": {"$exists": True}}) == 0  # training never imputes
 
     # Spark from pip cannot read s3:// (EMR's EMRFS can): the job loads a local copy.
-    run_copy = cluster_run["work_dir"] / "run-copy"
-    for key in keys:
-        (run_copy / key).parent.mkdir(parents=True, exist_ok=True)
-        client("s3", moto_url).download_file(bucket, prefix + "/" + key, str(run_copy / key))
+    run_copy = download_prefix(moto_url, run_uri, cluster_run["work_dir"] / "run-copy")
     impute_uri = layout.run_prefix + "/impute-summary.json"
     impute = node.run_step("impute " + RUN_KEY, "impute_years.py", impute_uri,
                            ["--model-uri", str(run_copy), "--model-label", RUN_KEY])

@@ -48,9 +48,11 @@ RUN_ACTIONS: Dict[str, Tuple[Action, ...]] = {
         *_actions(ANY, "cluster.create_cluster (RunJobFlow with tags and an auto-termination "
                        "policy)",
                   "elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"),
-        *_actions(CLUSTER, "create wait, Spark steps, teardown, run record",
+        *_actions(CLUSTER, "create wait, Spark steps, teardown, run record (idle time: "
+                           "ListSteps)",
                   "elasticmapreduce:DescribeCluster", "elasticmapreduce:AddJobFlowSteps",
-                  "elasticmapreduce:DescribeStep", "elasticmapreduce:TerminateJobFlows",
+                  "elasticmapreduce:DescribeStep", "elasticmapreduce:ListSteps",
+                  "elasticmapreduce:TerminateJobFlows",
                   "elasticmapreduce:PutAutoTerminationPolicy",
                   "elasticmapreduce:GetAutoTerminationPolicy"),
         *_actions(ANY, "teardown and failure callback find the run's clusters by name",
