@@ -50,12 +50,15 @@ class Approver:
             [sys.executable, str(AIRFLOW_PROGRAMS / "answer_approval.py"), RETRAIN_DAG_ID,
              "model.approve"], env=self.env, cwd=self.env["AIRFLOW_HOME"], text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        first_line = program.stdout.readline()
-        if first_line.startswith("awaiting "):
-            self.clusters_while_waiting = {cluster_id: cluster.state for cluster_id, cluster
-                                           in emr_backend().clusters.items()}
-        self.output, _ = program.communicate(self.answer + "\n", timeout=120)
-        self.output = first_line + self.output
+        before = []
+        for line in program.stdout:  # warnings may come first
+            before.append(line)
+            if line.startswith("awaiting "):
+                self.clusters_while_waiting = {cluster_id: cluster.state for cluster_id, cluster
+                                               in emr_backend().clusters.items()}
+                break
+        rest, _ = program.communicate(self.answer + "\n", timeout=120)
+        self.output = "".join(before) + rest
 
 
 def test_retraining_with_approval_ends_the_cluster_before_the_wait_and_imputes_on_a_new_one(
