@@ -51,7 +51,7 @@ from msd_pipeline.budgets import RUN_TIMEOUT_MARGIN, run_budget
 from msd_pipeline.params import pipeline_params
 from msd_pipeline.run_context import RunContext
 from msd_pipeline.targets.base import (IMPUTE_JOB, INGEST_JOB, PREPARE_TASK_ID, PUBLISH_TASK_ID,
-                                       TRAIN_JOB, PipelineTarget, TaskLike)
+                                       TRAIN_JOB, PipelineTarget, TaskLike, task_id_of)
 from msd_pipeline.templates import xcom
 
 TEARDOWN_CHECK_TASK_ID = "teardown_succeeded"
@@ -159,21 +159,22 @@ def _wire_graph(target: PipelineTarget, config: PipelineConfig, retrain_only: bo
             staged = None
             config_uri = publish_job_config(run, None)
         chain(run, first, *setup_tasks, config_uri)
-        engine_tasks = _as_list(target.start_engine(run))
-        chain(config_uri, *engine_tasks)
-        trained_after = [config_uri, *engine_tasks[-1:]]
     else:
         with TaskGroup("stage", tooltip="Stage the songs and publish the job configuration"):
             staged = _as_xcom_arg(target.stage_data(run))
             config_uri = publish_job_config(run, staged)
         chain(run, *setup_tasks, staged)
-        engine_tasks = _as_list(target.start_engine(run))
-        chain(config_uri, *engine_tasks)
+    engine_tasks = _as_list(target.start_engine(run))
+    chain(config_uri, *engine_tasks)
+    ready = [config_uri, *engine_tasks[-1:]]
+    if retrain_only:
+        trained_after = ready
+    else:
         with groups.spark:
             ingest = target.spark_step("ingest", INGEST_JOB, _job_args("ingest_summary_uri"))
             announced = songs_ingested(run)
             chain(ingest, announced)
-        chain([config_uri, *engine_tasks[-1:]], ingest)
+        chain(ready, ingest)
         trained_after = announced
     setup_tasks += engine_tasks
     last = _wire_retraining(target, config, groups, run, trained_after)
@@ -217,7 +218,7 @@ def _wire_retraining(target: PipelineTarget, config: PipelineConfig, groups: _Gr
     # With approval, the target releases its engine before the wait and resumes it after.
     released = target.release_for_wait(run) if approve_task else None
     resumed = target.resume_after_wait(run) if approve_task else None
-    approval_path = _operators(_as_list(released))[0].task_id if released else approve_task
+    approval_path = task_id_of(released) if released else approve_task
 
     @task(task_id="resolve_champion", execution_timeout=datetime.timedelta(minutes=5))
     def resolve_champion(run: Dict[str, Any]) -> Dict[str, str]:

@@ -23,6 +23,11 @@ IMPUTE_JOB = "impute_years.py"
 JOB_SCRIPTS = (INGEST_JOB, TRAIN_JOB, IMPUTE_JOB)
 
 
+def task_id_of(task: Union[BaseOperator, XComArg]) -> str:
+    """The task id of an operator or of the task behind an XComArg."""
+    return task.operator.task_id if isinstance(task, XComArg) else task.task_id
+
+
 class RunFiles(abc.ABC):
     """A run's files under its artifacts location, read and written with the run's own
     settings (connection, region)."""

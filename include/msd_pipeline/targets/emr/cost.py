@@ -96,12 +96,12 @@ def _priced_line(emr: EmrSettings, line: Dict[str, Any], hours: float) -> Dict[s
     name = line["instance_type"]
     ec2 = _ec2_rate(emr, name, line["market"])
     fee = emr.emr_hourly_fees.get(name)
+    rate = _hourly_rate(emr, name, line["market"])
     instance_hours = line["count"] * hours
     return {**line, "instance_hours": round(instance_hours, 4),
             "ec2_usd_per_hour": None if ec2 is None else round(ec2, 4),
             "emr_usd_per_hour": None if fee is None else round(float(fee), 4),
-            "usd": None if ec2 is None or fee is None
-            else round(instance_hours * (ec2 + float(fee)), 4)}
+            "usd": None if rate is None else round(instance_hours * rate, 4)}
 
 
 def _hourly_rate(emr: EmrSettings, instance_type: str, market: str) -> Optional[float]:

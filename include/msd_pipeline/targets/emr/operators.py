@@ -118,7 +118,7 @@ class ReuseOrCreateClusterOperator(EmrCreateJobFlowOperator):
         self.live_cluster_id = live_cluster_id
 
     def execute(self, context: Any) -> Optional[str]:
-        if str(self.live_cluster_id or "").startswith("j-"):
+        if cluster_id_or_none(self.live_cluster_id):
             state = self.hook.conn.describe_cluster(
                 ClusterId=self.live_cluster_id)["Cluster"]["Status"]["State"]
             if state in LIVE_CLUSTER_STATES:
@@ -129,9 +129,10 @@ class ReuseOrCreateClusterOperator(EmrCreateJobFlowOperator):
         return super().execute(context)
 
 
-class ReleaseClustersOperator(BaseOperator):
-    """Terminates every cluster of this DAG run before the run waits on a human; the run's
-    secret stays (imputation needs it on the next cluster)."""
+class _RunClustersOperator(BaseOperator):
+    """An operator ending the clusters of this DAG run: the one ``job_flow_id`` names
+    first (the creator's XCom; it renders as "None" when creation failed), then any other
+    cluster named and tagged like this run."""
 
     template_fields = ("job_flow_id",)
     ui_color = "#f9c915"
@@ -143,48 +144,46 @@ class ReleaseClustersOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
 
-    def execute(self, context: Any) -> List[str]:
-        run = RunContext.from_xcom(context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID))
-        hook = PipelineEmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-        known = self.job_flow_id if str(self.job_flow_id or "").startswith("j-") else None
-        ended = hook.terminate_run_clusters(known, cluster_name(run.config.emr, run.run_key),
-                                            context["dag"].dag_id, context["run_id"])
-        self.log.info("Released before the approval wait: %s", ", ".join(ended) or "none")
-        return ended
-
-
-class EndRunClusterOperator(BaseOperator):
-    """Teardown of an EMR run: every cluster of this DAG run terminated, the secret gone.
-
-    ``job_flow_id`` is the creator's XCom (renders as "None" when creation failed); it is
-    terminated first, then any other cluster named and tagged like this run. The task
-    fails (and, as the DAG's teardown, fails the run) when a cluster could not be
-    terminated.
-    """
-
-    template_fields = ("job_flow_id",)
-    ui_color = "#f9c915"
-
-    def __init__(self, *, job_flow_id: str, aws_conn_id: Optional[str], region_name: Optional[str],
-                 poll_seconds: int, terminate_timeout_seconds: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.job_flow_id = job_flow_id
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.poll_seconds = poll_seconds
-        self.terminate_timeout_seconds = terminate_timeout_seconds
-
     @cached_property
     def hook(self) -> PipelineEmrHook:
         return PipelineEmrHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
+    def terminate_run_clusters(self, run: RunContext, context: Any) -> List[str]:
+        """Terminate every cluster of the run (no wait); their ids."""
+        return self.hook.terminate_run_clusters(
+            cluster_id_or_none(self.job_flow_id), cluster_name(run.config.emr, run.run_key),
+            context["dag"].dag_id, context["run_id"])
+
+
+class ReleaseClustersOperator(_RunClustersOperator):
+    """Terminates every cluster of this DAG run before the run waits on a human; the run's
+    secret stays (imputation needs it on the next cluster)."""
+
+    def execute(self, context: Any) -> List[str]:
+        run = RunContext.from_xcom(context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID))
+        ended = self.terminate_run_clusters(run, context)
+        self.log.info("Released before the approval wait: %s", ", ".join(ended) or "none")
+        return ended
+
+
+class EndRunClusterOperator(_RunClustersOperator):
+    """Teardown of an EMR run: every cluster of this DAG run terminated, the secret gone.
+
+    The task fails (and, as the DAG's teardown, fails the run) when a cluster could not be
+    terminated.
+    """
+
+    def __init__(self, *, poll_seconds: int, terminate_timeout_seconds: int,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.poll_seconds = poll_seconds
+        self.terminate_timeout_seconds = terminate_timeout_seconds
+
     def execute(self, context: Any) -> List[str]:
         run = RunContext.from_xcom(context["ti"].xcom_pull(task_ids=PREPARE_TASK_ID))
         emr = run.config.emr
-        known = self.job_flow_id if str(self.job_flow_id or "").startswith("j-") else None
         try:
-            cluster_ids = self.hook.terminate_run_clusters(
-                known, cluster_name(emr, run.run_key), context["dag"].dag_id, context["run_id"])
+            cluster_ids = self.terminate_run_clusters(run, context)
             self.hook.wait_until_ended(cluster_ids, self.poll_seconds, self.terminate_timeout_seconds)
         finally:  # the secret goes even when a cluster could not be terminated
             delete_run_secret(self.hook, emr, run.run_key, self.log)
@@ -214,6 +213,12 @@ class EndRunClusterOperator(BaseOperator):
         except Exception:  # the clusters are gone: a cost left unrecorded must not fail that
             self.log.warning("Final cost of run %s not recorded", context["run_id"],
                              exc_info=True)
+
+
+def cluster_id_or_none(rendered: Any) -> Optional[str]:
+    """A rendered cluster-id template: the id, or None (it renders "None" when the
+    creating task pushed nothing)."""
+    return rendered if str(rendered or "").startswith("j-") else None
 
 
 def run_clusters(hook: PipelineEmrHook, run: RunContext, context: Any) -> List[Dict[str, Any]]:

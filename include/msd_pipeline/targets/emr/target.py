@@ -38,7 +38,8 @@ from airflow.sdk.definitions._internal.contextmanager import DagContext
 from msdlib.config import EmrSettings, PipelineConfig, load_config
 from msd_pipeline.run_context import RunContext
 from msd_pipeline.staging.rules import SongSlice
-from msd_pipeline.targets.base import PREPARE_TASK_ID, PipelineTarget, RunFiles, TaskLike
+from msd_pipeline.targets.base import (PREPARE_TASK_ID, PipelineTarget, RunFiles, TaskLike,
+                                       task_id_of)
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, requests_fleets, run_tags
 from msd_pipeline.targets.emr.hook import PipelineEmrHook
@@ -109,7 +110,7 @@ class EmrTarget(PipelineTarget):
         emr = self.emr
         return RunStepOperator(
             task_id=task_id,
-            job_flow_id=xcom(_task_id(engine)) if engine is not None else CLUSTER_ID_FIELD,
+            job_flow_id=xcom(task_id_of(engine)) if engine is not None else CLUSTER_ID_FIELD,
             steps=[_step_template(task_id, job, job_args)],
             aws_conn_id=emr.aws_conn_id,
             region_name=emr.region,
@@ -175,8 +176,8 @@ class EmrTarget(PipelineTarget):
                 seconds=self.emr.create_timeout_seconds + TEARDOWN_SLACK_SECONDS),
             doc_md="Teardown: terminates the cluster in XCom, then any other cluster named "
                    "and tagged like this DAG run, waits until they are terminated, deletes "
-                   "the run's Mongo secret. Fails (and fails the run) when a cluster could "
-                   "not be terminated.",
+                   "the run's Mongo secret and records the final cost estimate. Fails (and "
+                   "fails the run) when a cluster could not be terminated.",
         )
 
     def failure_callback(self) -> Callable[[Any], None]:
@@ -225,10 +226,6 @@ def _cluster_group() -> Iterator[TaskGroup]:
     with group or TaskGroup(CLUSTER_GROUP, tooltip="The run's EMR cluster: checks, code, "
                                                    "creation, release") as current:
         yield current
-
-
-def _task_id(task_like: TaskLike) -> str:
-    return task_like.operator.task_id if isinstance(task_like, XComArg) else task_like.task_id
 
 
 def _hook(emr: EmrSettings) -> PipelineEmrHook:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Sequence
 
 from msdlib.config import EmrSettings
-from msd_pipeline.targets.emr.cluster import instance_vcpus
+from msd_pipeline.targets.emr.cluster import core_instance_types, instance_vcpus
 from msd_pipeline.targets.emr.preflight.aws import AWS_ERRORS, PreflightHook, unavailable
 from msd_pipeline.targets.emr.preflight.findings import Finding, not_verified, ok, problem
 
@@ -28,17 +28,13 @@ class NodeGroup:
 def node_groups(emr: EmrSettings, vcpus: Mapping[str, int]) -> List[NodeGroup]:
     """The cluster's nodes; a core fleet counted as its largest type (EMR may pick it)."""
     core_market = SPOT if emr.core_on_spot else ON_DEMAND
-    if emr.instance_layout == "groups":
-        core_type = emr.core_instance_type
-    else:
-        core_type = max(emr.fleet_instance_types, key=lambda name: vcpus.get(name, 0))
+    core_type = max(core_instance_types(emr), key=lambda name: vcpus.get(name, 0))
     return [NodeGroup(emr.master_instance_type, 1, ON_DEMAND),
             NodeGroup(core_type, emr.core_instance_count, core_market)]
 
 
 def instance_types(emr: EmrSettings) -> List[str]:
-    cores = [emr.core_instance_type] if emr.instance_layout == "groups" else emr.fleet_instance_types
-    return sorted({emr.master_instance_type, *cores})
+    return sorted({emr.master_instance_type, *core_instance_types(emr)})
 
 
 def is_standard(instance_type: str) -> bool:
