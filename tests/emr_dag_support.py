@@ -26,8 +26,9 @@ from msdlib.config import load_config
 
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, Credentials,
-                         EmrStepDriver, StepOutcome, aws_env, client, download_prefix, latest_run,
-                         metadata_db_text, task_log_text, task_states)
+                         EmrStepDriver, StepOutcome, aws_connection, aws_env, client,
+                         download_prefix, latest_run, metadata_db_text, task_log_text,
+                         task_states)
 
 DAG_ID = "msd_emr_pipeline"
 BUCKET = "msd-e2e"
@@ -42,11 +43,8 @@ def airflow_env_for(moto_url: str, mongo_connection: str, credentials: Credentia
                     mlflow_tracking_uri: str) -> Dict[str, str]:
     """Airflow's environment: aws_default with ``credentials``, pointed at moto; the
     model registry at ``mlflow_tracking_uri``."""
-    aws_connection = json.dumps({
-        "conn_type": "aws", "login": credentials.access_key, "password": credentials.secret_key,
-        "extra": {"region_name": REGION, "endpoint_url": moto_url}})
     return airflow_support.airflow_env(airflow_support.airflow_home(), connections={
-        "aws_default": aws_connection, "mongo_default": mongo_connection},
+        "aws_default": aws_connection(moto_url, credentials), "mongo_default": mongo_connection},
         extra={"MLFLOW_TRACKING_URI": mlflow_tracking_uri})
 
 

@@ -107,6 +107,13 @@ def ec2_vcpu_quota(quota_code: str, value: float) -> Iterator[None]:
         EC2_VCPU_QUOTAS[quota_code] = before
 
 
+def aws_connection(endpoint_url: str, credentials: "Credentials") -> str:
+    """An Airflow ``aws`` connection (JSON) with ``credentials``, pointed at moto."""
+    return json.dumps({"conn_type": "aws", "login": credentials.access_key,
+                       "password": credentials.secret_key,
+                       "extra": {"region_name": REGION, "endpoint_url": endpoint_url}})
+
+
 def download_prefix(endpoint_url: str, uri: str, target: Path,
                     credentials: Optional["Credentials"] = None) -> Path:
     """Every object below the s3:// folder ``uri`` into ``target`` (same relative paths).

@@ -10,8 +10,9 @@ import boto3
 import pytest
 
 import airflow_support
-from emr_support import (INSTANCE_PROFILE, REGION, V2_TAG, Credentials, client, ec2_vcpu_quota,
-                         iam_user, moto_server, prepare_account, set_iam_enforcement)
+from emr_support import (INSTANCE_PROFILE, REGION, V2_TAG, Credentials, aws_connection, client,
+                         ec2_vcpu_quota, iam_user, moto_server, prepare_account,
+                         set_iam_enforcement)
 from msdlib.config import load_config
 from msd_devtools import services
 from msd_pipeline.targets.emr.preflight import (NOT_VERIFIED, OK, PROBLEM, PreflightError,
@@ -47,12 +48,6 @@ def account(moto_url, mongo_uri, mlflow_tracking_uri):
         vpc = default_vpc(moto_url)
         yield {"url": moto_url, "env": env, "vpc": vpc,
                "subnet": subnet(moto_url, vpc, "172.31.200.0/24", "us-east-1a")}
-
-
-def aws_connection(moto_url, credentials):
-    return json.dumps({"conn_type": "aws", "login": credentials.access_key,
-                       "password": credentials.secret_key,
-                       "extra": {"region_name": REGION, "endpoint_url": moto_url}})
 
 
 def ec2(moto_url, region=REGION):
