@@ -43,6 +43,14 @@ MONGO_MODES = ("secret", "master_node")
 EMR_VENV = "/opt/msd-venv"
 EMR_VENV_PYTHON = EMR_VENV + "/bin/python"
 
+# [emr] container_image (Docker on YARN): an ECR image of the cluster's region, and a
+# release whose YARN Docker runtime AWS documents with ECR auto-authentication (6.1 and
+# later; AWS documents the runtime for 6.x only, EMR 7 runs images on EMR Serverless).
+ECR_IMAGE = re.compile(r"^(?P<registry>\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com)"
+                       r"/[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+                       r"|@sha256:[0-9a-f]{64})$")
+DOCKER_ON_YARN_RELEASE = re.compile(r"^emr-6\.([1-9]\d*)\.\d+$")
+
 
 class ConfigError(ValueError):
     """The configuration file or an override is invalid."""
@@ -310,6 +318,13 @@ class EmrSettings:
     # service role) requires on the cluster's resources.
     tags: Dict[str, str] = setting({
         "project": "msd-pipeline", "for-use-with-amazon-emr-managed-policies": "true"})
+    # Docker on YARN (docs/emr.md, "Container images"): the ECR image, from
+    # docker/emr-serverless/Dockerfile, that the Spark driver and executors run in
+    # (<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>, in emr.region); the
+    # steps then run in cluster mode and no bootstrap installs packages. Needs an emr-6.x
+    # release from 6.1.0; on EMR 7 the image runs on the emr_serverless target. "" = the
+    # bootstrap's virtual environment on every node.
+    container_image: str = setting("", parse_time=True)
     # "secret": the Airflow Mongo connection's URI in a run-scoped Secrets Manager
     # secret; "master_node": MongoDB installed on the master by a bootstrap action (the
     # tutorial's setup).
@@ -356,6 +371,31 @@ class EmrSettings:
             yield ("emr.spot_timeout_minutes ({} min) must end before emr.create_timeout_seconds "
                    "({} s): lower it or raise the create timeout".format(
                        self.spot_timeout_minutes, self.create_timeout_seconds))
+        yield from container_image_problems(self)
+
+
+def container_image_problems(emr: "EmrSettings") -> Iterator[str]:
+    """Why emr.container_image (Docker on YARN) cannot run as configured."""
+    if not emr.container_image:
+        return
+    if not DOCKER_ON_YARN_RELEASE.match(emr.release_label):
+        yield ("emr.container_image runs the jobs in YARN's Docker runtime, which AWS "
+               "documents for emr-6.x releases (6.1.0 and later: ECR auto-authentication); "
+               "release_label is {!r}. On EMR 7 run the image on the emr_serverless target "
+               "([emr_serverless] dependencies = \"image\", image_uri = \"{}\") or clear "
+               "emr.container_image".format(emr.release_label, emr.container_image))
+    image = ECR_IMAGE.match(emr.container_image)
+    if image is None:
+        yield ("emr.container_image must be an ECR image "
+               "<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>, got {!r}".format(
+                   emr.container_image))
+    elif image.group("region") != emr.region:
+        yield ("emr.container_image is in {}, the cluster in emr.region {}: ECR "
+               "auto-authentication pulls from the cluster's region only".format(
+                   image.group("region"), emr.region))
+    if emr.mongo_mode == "master_node":
+        yield ("emr.mongo_mode 'master_node' installs MongoDB with the bootstrap, which "
+               "emr.container_image leaves out: use mongo_mode 'secret'")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ backstop should Airflow itself be gone. Validated offline against botocore's
 from typing import Any, Dict, List, Optional
 
 from msdlib import env_vars
-from msdlib.config import EMR_VENV, EMR_VENV_PYTHON, EmrSettings
+from msdlib.config import (ECR_IMAGE, EMR_VENV, EMR_VENV_PYTHON, EmrSettings,
+                           container_image_problems)
 
 from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, REQUIREMENTS, RunLayout
 
@@ -32,6 +33,14 @@ SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 # spread a skewed shuffle over every core.
 SHUFFLE_PARTITIONS_PER_CORE = 2
 
+# Docker on YARN (emr.container_image; AWS: "Run Spark applications with Docker using
+# Amazon EMR 6.x"). The image's Python: python3 of the EMR 7 Serverless base image is 3.9,
+# the Python the pins are resolved for (docker/emr-serverless/Dockerfile checks it).
+IMAGE_PYTHON = "/usr/bin/python3"
+# Where the YARN containers read the runtime and image from: the driver (in cluster mode
+# the application master) and the executors.
+CONTAINER_ENV_PREFIXES = ("spark.yarn.appMasterEnv.", "spark.executorEnv.")
+
 
 class ClusterConfigError(ValueError):
     """The [emr] configuration cannot describe a cluster."""
@@ -41,7 +50,7 @@ def build_job_flow_request(emr: EmrSettings, layout: RunLayout, *, dag_id: str,
                            airflow_run_id: str, mongo_secret_id: Optional[str]) -> Dict[str, Any]:
     """The ``RunJobFlow`` request for this run (``mongo_secret_id`` in "secret" mode)."""
     _check(emr, mongo_secret_id)
-    return {
+    request = {
         "Name": cluster_name(emr, layout.run_key),
         "ReleaseLabel": emr.release_label,
         "LogUri": layout.log_uri,
@@ -56,6 +65,9 @@ def build_job_flow_request(emr: EmrSettings, layout: RunLayout, *, dag_id: str,
         "StepConcurrencyLevel": 1,
         "Tags": run_tags(emr, dag_id, airflow_run_id),
     }
+    if emr.container_image:  # the image holds the packages the bootstrap would install
+        del request["BootstrapActions"]
+    return request
 
 
 def cluster_name(emr: EmrSettings, run_key: str) -> str:
@@ -70,8 +82,8 @@ def run_tags(emr: EmrSettings, dag_id: str, airflow_run_id: str) -> List[Dict[st
 
 
 def _check(emr: EmrSettings, mongo_secret_id: Optional[str]) -> None:
-    problems = []
-    if not emr.release_label.startswith("emr-7."):
+    problems = list(container_image_problems(emr))
+    if not emr.container_image and not emr.release_label.startswith("emr-7."):
         problems.append(f"release_label must be an EMR 7 release (Spark 3.5, Python 3.9), "
                         f"got {emr.release_label!r}")
     if emr.mongo_mode == "secret" and not mongo_secret_id:
@@ -188,15 +200,67 @@ def _configurations(emr: EmrSettings, mongo_secret_id: Optional[str]) -> List[Di
     # PYSPARK_PYTHON in spark-env.sh too (EMR's documented way to choose PySpark's
     # interpreter) for whatever does not read spark-defaults; spark.pyspark.python wins
     # where both are set.
-    exports = {"PYSPARK_PYTHON": EMR_VENV_PYTHON}
+    exports = {"PYSPARK_PYTHON": IMAGE_PYTHON if emr.container_image else EMR_VENV_PYTHON}
     if emr.mongo_mode == "secret":
-        exports.update({env_vars.MONGO_SECRET_ID: mongo_secret_id,
-                        env_vars.MONGO_SECRET_REGION: emr.region})
+        exports.update(_mongo_secret_env(emr, mongo_secret_id))
     else:
         exports[env_vars.MONGO_ON_MASTER] = "1"
-    return [
+    configurations = [
         {"Classification": "spark-defaults",
-         "Properties": {**parallelism_properties(emr), **emr.spark_properties}},
+         "Properties": {**parallelism_properties(emr), **emr.spark_properties,
+                        **docker_spark_properties(emr, mongo_secret_id)}},
         {"Classification": "spark-env",
          "Configurations": [{"Classification": "export", "Properties": exports}]},
     ]
+    if emr.container_image:
+        configurations += docker_on_yarn_configurations(emr)
+    return configurations
+
+
+def _mongo_secret_env(emr: EmrSettings, mongo_secret_id: Optional[str]) -> Dict[str, str]:
+    return {env_vars.MONGO_SECRET_ID: mongo_secret_id, env_vars.MONGO_SECRET_REGION: emr.region}
+
+
+def image_registry(image: str) -> str:
+    """The registry host of an ECR image URI (``<account>.dkr.ecr.<region>.amazonaws.com``)."""
+    match = ECR_IMAGE.match(image)
+    if match is None:
+        raise ClusterConfigError(f"not an ECR image: {image!r}")
+    return match.group("registry")
+
+
+def docker_on_yarn_configurations(emr: EmrSettings) -> List[Dict[str, Any]]:
+    """The container-executor classification trusting the image's registry (AWS's example
+    lists it under both keys: container-executor checks the privileged list in some
+    Hadoop 3 releases), and ECR auto-authentication (EMR 6.1 and later) stated in
+    yarn-site although EMR turns it on for a trusted ECR registry: the nodes log in with
+    the instance profile (ecr:GetAuthorizationToken), so no docker client config is
+    needed in HDFS."""
+    registry = image_registry(emr.container_image)
+    return [
+        {"Classification": "container-executor",
+         "Configurations": [{"Classification": "docker", "Properties": {
+             "module.enabled": "true",
+             "docker.trusted.registries": registry,
+             "docker.privileged-containers.registries": registry}}]},
+        {"Classification": "yarn-site",
+         "Properties": {"yarn.nodemanager.runtime.linux.docker.ecr-auto-authentication.enabled":
+                        "true"}},
+    ]
+
+
+def docker_spark_properties(emr: EmrSettings,
+                            mongo_secret_id: Optional[str]) -> Dict[str, str]:
+    """spark-defaults running the driver (in cluster mode, the application master) and the
+    executors in the image with its Python; the run's secret name reaches the driver's
+    container as the environment spark-env.sh gives it on the master. {} without an image."""
+    if not emr.container_image:
+        return {}
+    environment = {"YARN_CONTAINER_RUNTIME_TYPE": "docker",
+                   "YARN_CONTAINER_RUNTIME_DOCKER_IMAGE": emr.container_image}
+    if emr.mongo_mode == "secret":
+        environment.update(_mongo_secret_env(emr, mongo_secret_id))
+    properties = {prefix + name: value for prefix in CONTAINER_ENV_PREFIXES
+                  for name, value in environment.items()}
+    properties["spark.pyspark.python"] = IMAGE_PYTHON
+    return properties

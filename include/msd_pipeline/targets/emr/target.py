@@ -48,7 +48,7 @@ from msd_pipeline.targets.emr.operators import (EndRunClusterOperator, ReleaseCl
                                                 ReuseOrCreateClusterOperator, RunStepOperator,
                                                 end_run_after_failure, run_clusters)
 from msd_pipeline.targets.emr.staging import stage_to_s3
-from msd_pipeline.targets.emr.steps import spark_step
+from msd_pipeline.targets.emr.steps import CLIENT, CLUSTER, spark_step
 from msd_pipeline.templates import xcom
 
 CLUSTER_GROUP = "cluster"
@@ -111,7 +111,7 @@ class EmrTarget(PipelineTarget):
         return RunStepOperator(
             task_id=task_id,
             job_flow_id=xcom(task_id_of(engine)) if engine is not None else CLUSTER_ID_FIELD,
-            steps=[_step_template(task_id, job, job_args)],
+            steps=[_step_template(task_id, job, job_args, emr)],
             aws_conn_id=emr.aws_conn_id,
             region_name=emr.region,
             waiter_delay=emr.poll_seconds,
@@ -232,11 +232,13 @@ def _hook(emr: EmrSettings) -> PipelineEmrHook:
     return PipelineEmrHook(aws_conn_id=emr.aws_conn_id, region_name=emr.region)
 
 
-def _step_template(task_id: str, job: str, job_args: List[str]) -> Dict[str, Any]:
+def _step_template(task_id: str, job: str, job_args: List[str],
+                   emr: EmrSettings) -> Dict[str, Any]:
     return spark_step(name=f"{task_id} {xcom(PREPARE_TASK_ID, 'run_key')}",
                       script_uri=xcom(SHIP_TASK_ID, "code", job),
                       jobs_zip_uri=xcom(SHIP_TASK_ID, "code", JOBS_ZIP),
-                      job_args=job_args)
+                      job_args=job_args,
+                      deploy_mode=CLUSTER if emr.container_image else CLIENT)
 
 
 @task(task_id="preflight", retries=0, execution_timeout=PREFLIGHT_TIMEOUT)

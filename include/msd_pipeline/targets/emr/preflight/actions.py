@@ -27,6 +27,7 @@ PROBE = "probe"                # the preflight's probe object below emr.s3_root
 SECRET = "secret"              # a run's Mongo secret (emr.mongo_secret_prefix...)
 SERVICE_ROLE = "service role"  # emr.service_role, passed to EMR
 JOB_FLOW_ROLE = "job flow role"  # the instance profile's role, passed to EC2
+REPOSITORY = "repository"      # the ECR repository of emr.container_image
 
 # AWS: "No permissions are required to perform this operation."
 NEEDS_NO_PERMISSION = ("sts:GetCallerIdentity",)
@@ -74,8 +75,17 @@ RUN_ACTIONS: Dict[str, Tuple[Action, ...]] = {
                   "s3:AbortMultipartUpload"),
         *_actions(SECRET, "the executors read the run's Mongo URI",
                   "secretsmanager:GetSecretValue"),
+        *_actions(ANY, "Docker on YARN: the nodes' ECR auto-authentication",
+                  "ecr:GetAuthorizationToken"),
+        *_actions(REPOSITORY, "Docker on YARN: the nodes pull emr.container_image",
+                  "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                  "ecr:BatchCheckLayerAvailability"),
     ),
 }
+
+# Used only with emr.container_image set (Docker on YARN).
+CONTAINER_IMAGE_ACTIONS = ("ecr:GetAuthorizationToken", "ecr:BatchGetImage",
+                           "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
 PREFLIGHT_ACTIONS: Tuple[Action, ...] = (
     *_actions(ANY, "preflight: who is the Airflow principal", *NEEDS_NO_PERMISSION),

@@ -59,7 +59,13 @@ def check_release(emr: EmrSettings, hook: PreflightHook) -> List[Finding]:
         return [problem("emr release", f"{label} is not offered in {emr.region}",
                         "set emr.release_label to an EMR 7 release of "
                         "aws emr list-release-labels --region " + emr.region)]
-    return [ok("emr release", f"{label} is offered in {emr.region}"), _check_spark(label, hook)]
+    offered = ok("emr release", f"{label} is offered in {emr.region}")
+    if emr.container_image:
+        return [offered, not_verified(
+            "emr release spark", f"Docker on YARN: the jobs run on {label}'s Spark in "
+                                 f"{emr.container_image}, a pairing the EMR runtime tier "
+                                 "does not test (it runs EMR 7's): try a small subset first")]
+    return [offered, _check_spark(label, hook)]
 
 
 def _check_spark(label: str, hook: PreflightHook) -> Finding:

@@ -4,7 +4,7 @@ the run's own resources (S3 root, secret name pattern, tagged clusters, the two 
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from msdlib.config import PipelineConfig
+from msdlib.config import ECR_IMAGE, PipelineConfig
 from msdlib.io.sources import split_s3_uri
 from msd_pipeline.targets.emr import mongo_secret
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, PREFLIGHT_FOLDER, RunLayout, join_uri
@@ -64,6 +64,8 @@ class Scope:
             return [self.service_role_arn]
         if resource == actions.JOB_FLOW_ROLE:
             return [self.job_flow_role_arn]
+        if resource == actions.REPOSITORY:
+            return [self._repository_arn(emr.container_image)] if emr.container_image else []
         raise ValueError(f"no ARN for resource {resource!r}")
 
     def _object_uris(self) -> List[str]:
@@ -73,6 +75,13 @@ class Scope:
         artifacts = artifacts if artifacts.startswith("s3://") else join_uri(root, ARTIFACTS_FOLDER)
         return [layout.code_uri("object"), join_uri(layout.data_prefix, "object"),
                 join_uri(layout.log_uri, "object"), join_uri(artifacts, PREFLIGHT_RUN_KEY, "object")]
+
+    def _repository_arn(self, image: str) -> str:
+        """``<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>`` → its ARN."""
+        registry = ECR_IMAGE.match(image).group("registry")
+        account, region = registry.split(".")[0], registry.split(".")[3]
+        repository = image[len(registry) + 1:].split("@")[0].rsplit(":", 1)[0]
+        return f"arn:{self.partition}:ecr:{region}:{account}:repository/{repository}"
 
     def _object_arn(self, uri: str) -> str:
         bucket, key = split_s3_uri(uri)
@@ -246,6 +255,8 @@ def _by_resource(config: PipelineConfig, principal: str) -> List[Tuple[str, List
     grouped: Dict[str, List[str]] = {}
     for action in actions.RUN_ACTIONS[principal]:
         if action.resource == actions.SECRET and config.emr.mongo_mode != "secret":
+            continue
+        if action.name in actions.CONTAINER_IMAGE_ACTIONS and not config.emr.container_image:
             continue
         grouped.setdefault(action.resource, []).append(action.name)
     return list(grouped.items())
