@@ -2,6 +2,7 @@
 emr.release_label, installing exactly include/emr/requirements-emr.txt (the pin set of the
 bootstrap and the dependency archive) into EMR 7's Python, and ending as hadoop:hadoop as
 AWS requires of custom images. Read offline: no Docker engine needed."""
+import json
 import re
 import shlex
 from typing import List, Tuple
@@ -53,3 +54,15 @@ def test_it_installs_as_root_and_ends_as_hadoop():
                      if instruction == "RUN")
     assert users[0][1] == "root" and users[0][0] < run_index
     assert users[-1] == (len(instructions()) - 1, "hadoop:hadoop")
+
+
+def test_the_repository_policy_lets_emr_serverless_of_the_account_pull_only():
+    policy = json.loads((PROJECT_ROOT / "include/emr_serverless/ecr-repository-policy.json")
+                        .read_text())
+    (statement,) = policy["Statement"]
+    assert policy["Version"] == "2012-10-17" and statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "emr-serverless.amazonaws.com"}
+    assert sorted(statement["Action"]) == [
+        "ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
+    assert statement["Condition"] == {"ArnLike": {
+        "aws:SourceArn": "arn:aws:emr-serverless:*:ACCOUNT_ID:/applications/*"}}

@@ -10,7 +10,10 @@ code) is either run here or verified by the preflight.
 * ``python -m`` modules and ``make`` targets exist;
 * each ``aws`` command is an operation botocore knows, with options of its input, and
   its effect is verified by a preflight check named in ``PREFLIGHT_VERIFIES`` (a command
-  missing from that table fails), whose names are the rows of the doc's preflight table.
+  missing from that table fails), whose names are the rows of the doc's preflight table,
+  or is one of the image commands of ``IMAGE_COMMANDS``, which fail at once by themselves;
+* ``docker`` commands build the repository's Dockerfile with its own build arguments and
+  the configured release, push what they built, and log in to the registry pushed to.
 Offline: building the DAG touches no connection, botocore validates without a call.
 """
 import dataclasses
@@ -40,7 +43,7 @@ DAG_ID = "msd_emr_pipeline"
 FENCE = re.compile(r"^[ \t]*```(\w*)\n(.*?)^[ \t]*```", re.S | re.M)
 BLOCK_LANGUAGES = {"sh", "toml", "json"}
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
-COMMAND_STARTS = ("aws ", "airflow ", "python -m ", "make ", "export ")
+COMMAND_STARTS = ("aws ", "airflow ", "python -m ", "make ", "export ", "docker ")
 TASK_ID = re.compile(r"(?<![\w.<])((?:cluster|stage|spark|model|report)\.[a-z_]+|prepare_run"
                      r"|terminate_cluster|teardown_succeeded)(?![\w.<])")
 PREFLIGHT_SECTION = "### What the preflight checks"
@@ -91,8 +94,16 @@ PREFLIGHT_VERIFIES = {
     ("s3", "ls"): S3_ROOT,
     ("s3", "cp"): S3_ROOT,
 }
+# The image's ECR commands (*Container images*): no preflight check verifies them, and
+# each one's failure shows at once, in the command that follows it.
+IMAGE_COMMANDS = {
+    ("ecr", "create-repository"): "docker push fails without the repository",
+    ("ecr", "set-repository-policy"): "EMR Serverless cannot pull: CreateApplication fails",
+    ("ecr", "get-login-password"): "docker login fails without the password",
+}
 # AWS CLI commands that are no API operation of their own (the CLI's customizations).
-CLI_CUSTOMIZATIONS = {("s3", "ls"), ("s3", "cp"), ("emr", "terminate-clusters")}
+CLI_CUSTOMIZATIONS = {("s3", "ls"), ("s3", "cp"), ("emr", "terminate-clusters"),
+                      ("ecr", "get-login-password")}
 AWS_GLOBAL_OPTIONS = {"--query", "--output", "--region", "--profile", "--max-items"}
 
 
@@ -252,7 +263,7 @@ def test_every_code_block_says_its_language_and_parses():
 
 
 def test_every_command_is_of_a_kind_this_test_checks():
-    checked = {"aws", "airflow", "python", "make", "export"} | LOCAL_TOOLS
+    checked = {"aws", "airflow", "python", "make", "export", "docker"} | LOCAL_TOOLS
     for command in commands():
         assert command[0] in checked, command
         assert command[0] != "python" or command[1] == "-m", command
@@ -339,6 +350,8 @@ def test_every_aws_command_is_verified_by_a_preflight_check():
     used = set()
     for command in aws_commands():
         key = tuple(command[1:3])
+        if key in IMAGE_COMMANDS:
+            continue
         assert key in PREFLIGHT_VERIFIES, (
             f"{' '.join(command[:3])}: name the preflight check verifying its effect in "
             "PREFLIGHT_VERIFIES, or leave the command out of docs/emr.md")
@@ -361,3 +374,44 @@ def test_aws_commands_are_operations_with_their_options():
         members = {"--" + botocore.xform_name(name, "-")
                    for name in operations[operation].input_shape.members}
         assert options - AWS_GLOBAL_OPTIONS <= members, (command, options - members)
+
+
+def docker_options(command: Tuple[str, ...]) -> Tuple[Dict[str, List[str]], List[str]]:
+    """A docker command's options (each with its values) and its positional arguments."""
+    options: Dict[str, List[str]] = {}
+    positional: List[str] = []
+    tokens = iter(command[2:])
+    for token in tokens:
+        if token in ("--password-stdin",):
+            options[token] = []
+        elif token.startswith("-"):
+            options.setdefault(token, []).append(next(tokens))
+        else:
+            positional.append(token)
+    return options, positional
+
+
+def test_docker_commands_build_the_repositorys_image_and_push_what_they_built():
+    builds = commands_starting("docker", "build")
+    assert builds and {command[1] for command in commands_starting("docker")} == {
+        "build", "push", "login"}
+    built = set()
+    for command in builds:
+        options, (context,) = docker_options(command)
+        (dockerfile,) = options["-f"]
+        text = (PROJECT_ROOT / dockerfile).read_text()
+        declared = set(re.findall(r"^ARG (\w+)", text, re.M))
+        arguments = dict(value.split("=", 1) for value in options["--build-arg"])
+        assert set(arguments) <= declared, (command, declared)
+        assert arguments["EMR_RELEASE"] == load_config().emr.release_label
+        assert (PROJECT_ROOT / context).is_dir(), context
+        built.update(options["-t"])
+    pushed = {docker_options(command)[1][0] for command in commands_starting("docker", "push")}
+    assert pushed and pushed <= built
+    logins = commands_starting("docker", "login")
+    registries = {image.split("/", 1)[0] for image in pushed}
+    for command in logins:
+        options, (registry,) = docker_options(command)
+        assert options["--username"] == ["AWS"] and "--password-stdin" in options
+        assert registry in registries
+    assert registries <= {docker_options(command)[1][0] for command in logins}
