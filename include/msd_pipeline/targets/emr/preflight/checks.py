@@ -21,7 +21,10 @@ EMR_SECURITY_GROUPS = ("ElasticMapReduce-master", "ElasticMapReduce-slave",
 
 # -- S3 ---------------------------------------------------------------------------------------
 
-def check_s3(emr: EmrSettings, hook: PreflightHook) -> Finding:
+def check_s3(emr: EmrSettings, hook: PreflightHook,
+             policy: str = "include/emr/iam-policy.json") -> Finding:
+    """List, write, read back and delete a probe below the root; ``policy`` is the
+    Airflow principal's policy the fix points to."""
     check = "s3 root"
     bucket = split_s3_uri(emr.s3_root)[0]
     probe_uri = join_uri(emr.s3_root, PREFLIGHT_FOLDER, f"probe-{uuid.uuid4().hex[:12]}")
@@ -36,7 +39,7 @@ def check_s3(emr: EmrSettings, hook: PreflightHook) -> Finding:
         if code in ACCESS_DENIED_CODES or code == "403":
             return problem(check, f"{error.operation_name} on {emr.s3_root} was denied",
                            "grant s3:ListBucket on the bucket and s3:GetObject/PutObject below "
-                           "the root, as include/emr/iam-policy.json does")
+                           f"the root, as {policy} does")
         return not_verified(check, f"{unavailable(error.operation_name, error)}: list, read "
                                    f"and write below {emr.s3_root} by hand")
     except AWS_ERRORS as error:
@@ -59,10 +62,10 @@ def check_release(emr: EmrSettings, hook: PreflightHook) -> List[Finding]:
         return [problem("emr release", f"{label} is not offered in {emr.region}",
                         "set emr.release_label to an EMR 7 release of "
                         "aws emr list-release-labels --region " + emr.region)]
-    return [ok("emr release", f"{label} is offered in {emr.region}"), _check_spark(label, hook)]
+    return [ok("emr release", f"{label} is offered in {emr.region}"), check_spark(label, hook)]
 
 
-def _check_spark(label: str, hook: PreflightHook) -> Finding:
+def check_spark(label: str, hook: PreflightHook) -> Finding:
     check = "emr release spark"
     try:
         expected = releases.spark_version(label)
