@@ -1,16 +1,16 @@
 """``airflow dags test msd_emr_pipeline`` against moto, on what a first real run showed to
 be holes: a cluster that ended with errors, the final cost over every cluster of a run, a
-missing price, a termination that is denied, a run timeout (the scheduler's part applied
-to the metadata DB, then the DAG processor's own failure-callback code). Clusters the run
-does not own, in a spot run whose final cost the teardown records: the success path of
-tests/e2e/test_emr_run_paths.py. How moto plays EMR: tests/emr_dag_support.py."""
+termination that is denied, a run timeout (the scheduler's part applied to the metadata
+DB, then the DAG processor's own failure-callback code). Clusters the run does not own, in
+a spot run whose final cost the teardown records: the success path of
+tests/e2e/test_emr_run_paths.py; a missing price: the run of tests/e2e/test_emr_iam.py.
+How moto plays EMR: tests/emr_dag_support.py."""
 import datetime
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Dict, List
 
-import pymongo
 import pytest
 
 from emr_dag_support import (DAG_ID, EmrAccessDenied, RealStepRunner, assert_run_cleaned_up,
@@ -70,25 +70,6 @@ def test_the_final_cost_counts_every_cluster_of_the_run_ended_or_not(moto_url, m
     finally:  # the next tests check that no cluster is left active
         for cluster_id in (released, impute, other_run):
             backend.clusters[cluster_id].terminate()
-
-
-def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(emr_airflow_env, moto_url,
-                                                                   song_archive, mongo_uri,
-                                                                   tmp_path):
-    database = "emr_e2e_price_" + uuid.uuid4().hex[:8]
-    # A file adds to the default price tables, so an unpriced type makes the price missing.
-    config = write_config(tmp_path / "config.json", song_archive, database,
-                          master_instance_type="m5.4xlarge", core_instance_type="m5.4xlarge")
-    run = run_pipeline(emr_airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
-
-    assert run.state == "success", run.describe()
-    assert run.tasks["report.collect_metrics"] == "success"
-    assert "No price for m5.4xlarge in emr.ec2_hourly_prices" in run.logs
-    cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()["target_details"]["cost"]
-    assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
-    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
-    assert cost["instance_hours"] > 0
-    assert_run_cleaned_up(run, moto_url)
 
 
 def test_a_failed_termination_fails_a_run_whose_work_succeeded(emr_airflow_env, moto_url,
