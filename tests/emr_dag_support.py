@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from moto.core.exceptions import ServiceException
 from moto.emr.models import Cluster, emr_backends
 
 from msdlib.config import load_config
@@ -204,6 +205,11 @@ def assert_deferred(run: PipelineRun) -> None:
     """The create wait and both step sensors deferred, and their triggers (aiobotocore
     against moto) ran to completion: `airflow dags test` runs triggers in line."""
     assert run.output.count("[DAG TEST] Trigger completed") >= 3, run.describe()
+
+
+class EmrAccessDenied(ServiceException):
+    """What EMR answers a call the caller's policy does not allow (raised in moto's backend)."""
+    code = "AccessDeniedException"
 
 
 def create_cluster(moto_url: str, name: str, tags: Dict[str, str]) -> str:

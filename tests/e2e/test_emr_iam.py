@@ -2,8 +2,9 @@
 enforcement, as two IAM users holding the repository's two policies (include/emr/), every
 call the run made (moto's request recorder) an action of the preflight's table
 (targets/emr/preflight/actions.py), and for every statement a call of the pipeline's code
-that it allows and that is denied once the statement is dropped. How moto plays EMR:
-tests/emr_dag_support.py."""
+that it allows and that is denied once the statement is dropped. The run's instance type
+has no price, so it also shows a missing price leaving the cost unknown and the run green.
+How moto plays EMR: tests/emr_dag_support.py."""
 import contextlib
 import json
 import uuid
@@ -87,9 +88,12 @@ def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users,
                                                            mongo_with_password, mongo_uri,
                                                            empty_registry_uri, tmp_path):
     """The whole run under IAM enforcement: Airflow's calls as the Airflow principal, the
-    jobs' calls (and EMR's log pushing) as the instance profile."""
+    jobs' calls (and EMR's log pushing) as the instance profile. Its instance type has no
+    price: the cost is unknown and the run stays green."""
     database = "emr_e2e_iam_" + uuid.uuid4().hex[:8]
-    config = write_config(tmp_path / "config.json", song_archive, database)
+    # A file adds to the default price tables, so an unpriced type makes the price missing.
+    config = write_config(tmp_path / "config.json", song_archive, database,
+                          master_instance_type="m5.4xlarge", core_instance_type="m5.4xlarge")
     env = airflow_env_for(moto_url, mongo_with_password, iam_users[AIRFLOW_USER],
                           empty_registry_uri)
     node = iam_users[NODE_USER]
@@ -108,8 +112,19 @@ def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users,
         assert names <= table, f"{principal} called actions the table lacks: {names - table}"
     assert "AccessDenied" not in run.logs and "not authorized" not in run.logs
     assert_deferred(run)  # the triggers' calls were checked too
-    assert pymongo.MongoClient(mongo_uri)[database]["songs"].count_documents({}) == SONGS
+    db = pymongo.MongoClient(mongo_uri)[database]
+    assert db["songs"].count_documents({}) == SONGS
+    assert_cost_unknown_for_the_missing_price(run, db["pipeline_runs"].find_one())
     assert_run_cleaned_up(run, moto_url)
+
+
+def assert_cost_unknown_for_the_missing_price(run, record) -> None:
+    assert run.tasks["report.collect_metrics"] == "success"
+    assert "No price for m5.4xlarge in emr.ec2_hourly_prices" in run.logs
+    cost = record["target_details"]["cost"]
+    assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
+    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
+    assert cost["instance_hours"] > 0
 
 
 def calls_by_principal(calls, principals: Dict[str, str]) -> Dict[str, set]:
