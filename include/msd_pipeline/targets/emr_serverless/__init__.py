@@ -1,0 +1,1 @@
+"""The EMR Serverless target."""
