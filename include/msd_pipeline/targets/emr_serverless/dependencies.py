@@ -38,6 +38,9 @@ MACHINE_BY_ARCHITECTURE = {"X86_64": "x86_64", "ARM64": "aarch64"}
 # EMR (Serverless) 7 runs Amazon Linux 2023, glibc 2.34: every manylinux wheel up to it runs.
 GLIBC_MINORS = range(34, 4, -1)
 PIP_TIMEOUT_SECONDS = 1800
+# gzip level 6: 7 s for the x86_64 archive's 186 MB against 24 s at tarfile's default 9,
+# for 0.6 % more bytes (62 MB).
+COMPRESS_LEVEL = 6
 
 
 class DependencyArchiveError(RuntimeError):
@@ -112,7 +115,7 @@ def build_archive(work_dir: Path, pins: List[str], python_version: str,
     if result.returncode != 0:
         raise DependencyArchiveError(_pip_failure(result, python_version, architecture))
     archive = work_dir / ARCHIVE_NAME
-    with tarfile.open(archive, "w:gz") as tar:
+    with tarfile.open(archive, "w:gz", compresslevel=COMPRESS_LEVEL) as tar:
         for path in sorted(site_packages.iterdir()):
             tar.add(str(path), arcname=path.name)
     return archive
