@@ -87,7 +87,8 @@ def moto_url():
 
 @pytest.fixture(scope="module")
 def stored_archive(moto_url):
-    """The archive ensure_archive stored, then the same call again: (URI, seconds) each."""
+    """ensure_archive called twice: each call's URI, duration and the stored object's
+    LastModified after it."""
     config = load_config()
     s3_root = "s3://{}/pipeline".format(BUCKET)
     python = releases.python_version(config.emr.release_label)
@@ -95,11 +96,14 @@ def stored_archive(moto_url):
     with pytest.MonkeyPatch.context() as patch:
         for name, value in aws_env(moto_url).items():
             patch.setenv(name, value)
+        hook = S3Hook(aws_conn_id=None)
         for _ in range(2):
             started = time.monotonic()
-            uri = dependencies.ensure_archive(S3Hook(aws_conn_id=None), s3_root, python,
-                                              ARCHITECTURE)
-            calls.append((uri, time.monotonic() - started))
+            uri = dependencies.ensure_archive(hook, s3_root, python, ARCHITECTURE)
+            seconds = time.monotonic() - started
+            bucket, key = dependencies.split_s3_uri(uri)
+            calls.append({"uri": uri, "seconds": seconds,
+                          "stored": hook.head_object(key, bucket)["LastModified"]})
     return calls
 
 
@@ -201,9 +205,9 @@ class ServerlessDriver:
 @pytest.fixture(scope="module")
 def driver(spark_python, bare_runtime, spark_master, moto_url, staged_run, stored_archive,
            tmp_path_factory):
-    [(archive_uri, _), _] = stored_archive
     return ServerlessDriver(spark_python, bare_runtime, spark_master, moto_url, staged_run,
-                            archive_uri, tmp_path_factory.mktemp("emr-serverless-driver"))
+                            stored_archive[0]["uri"],
+                            tmp_path_factory.mktemp("emr-serverless-driver"))
 
 
 def test_the_runtime_has_the_releases_pyspark_and_nothing_else(bare_runtime):
@@ -216,10 +220,13 @@ def test_the_runtime_has_the_releases_pyspark_and_nothing_else(bare_runtime):
 
 
 def test_the_archive_is_built_once_then_reused(stored_archive):
-    [(built, _), (reused, _)] = stored_archive
+    built, reused = stored_archive
     pins = dependencies.resolved_pins("3.9", ARCHITECTURE)
-    assert built == reused == dependencies.archive_uri(
+    assert built["uri"] == reused["uri"] == dependencies.archive_uri(
         "s3://{}/pipeline".format(BUCKET), dependencies.content_hash(pins, "3.9", ARCHITECTURE))
+    assert reused["stored"] == built["stored"]  # not uploaded again
+    print("archive built and stored in {:.1f} s, reused in {:.2f} s".format(
+        built["seconds"], reused["seconds"]))
 
 
 def test_driver_and_executors_import_the_packages_from_the_archive(driver, spark_master):
