@@ -112,7 +112,9 @@ def hanging_step(cluster: Any, step: Any) -> Optional[StepOutcome]:
     return None
 
 
-def write_config(path: Path, archive_url: str, database: str, **emr: Any) -> Path:
+def write_config(path: Path, archive_url: str, database: str,
+                 serverless: Optional[Dict[str, Any]] = None, **emr: Any) -> Path:
+    """The e2e configuration: ``emr`` overrides [emr], ``serverless`` [emr_serverless]."""
     config = load_config().to_dict()
     config["mongo"]["database"] = database
     config["pipeline"].update(retries=0, retry_delay_minutes=0)
@@ -128,6 +130,7 @@ def write_config(path: Path, archive_url: str, database: str, **emr: Any) -> Pat
     config["emr"].update({"s3_root": f"s3://{BUCKET}/pipeline", "poll_seconds": 1,
                           "log_wait_seconds": 3, "create_timeout_seconds": 30,
                           "step_timeout_seconds": 600, **emr})
+    config["emr_serverless"].update(serverless or {})
     path.write_text(json.dumps(config))
     return path
 
@@ -148,11 +151,13 @@ def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, mo
                  logical_date: Optional[str] = None,
                  alongside: Optional[Callable[[], None]] = None,
                  node_credentials: Credentials = Credentials(),
-                 dag_id: str = DAG_ID) -> PipelineRun:
+                 dag_id: str = DAG_ID, driver: Any = None) -> PipelineRun:
     """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR (and
-    ``alongside`` runs in a thread: another AWS user, the scheduler's part, ...)."""
+    ``alongside`` runs in a thread: another AWS user, the scheduler's part, ...).
+    ``driver``: another engine's driver (EMR Serverless's JobRunDriver) instead of the EMR
+    step driver over ``step_runner``."""
     before = set(emr_backend().clusters)
-    driver = EmrStepDriver(moto_url, step_runner, credentials=node_credentials)
+    driver = driver or EmrStepDriver(moto_url, step_runner, credentials=node_credentials)
     driver.start()
     helper = threading.Thread(target=alongside, daemon=True) if alongside else None
     if helper:
@@ -178,11 +183,39 @@ def emr_backend():
     return emr_backends[ACCOUNT_ID][REGION]
 
 
-def assert_no_secret_leaked(airflow_env: Dict[str, str], run: PipelineRun) -> None:
+def enforceable_policy(policy_path: Path, drop: Optional[str] = None,
+                       source_bucket: str = "msd-songs-of-another-owner") -> Dict[str, Any]:
+    """A policy of include/ as moto can enforce it: the placeholders filled in for this
+    account, bucket and prefix (as the docs say to), statements on other services than
+    S3 widened to Resource "*" (moto 5.2 matches them against "*" only; the ARNs and tag
+    conditions are checked on AWS by the preflight's iam:SimulatePrincipalPolicy), without
+    the statement ``drop``."""
+    text = (policy_path.read_text().replace("ACCOUNT_ID", ACCOUNT_ID)
+            .replace("CHANGE-ME-msd-bucket/msd-pipeline/", f"{BUCKET}/pipeline/")
+            .replace("CHANGE-ME-msd-bucket", BUCKET)
+            .replace("CHANGE-ME-source-bucket", source_bucket))
+    policy = json.loads(text)
+    statements = []
+    for statement in policy["Statement"]:
+        if statement["Sid"] == drop:
+            continue
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        if not all(action.startswith("s3:") for action in actions):
+            statement = {**statement, "Resource": "*"}
+        statements.append(statement)
+    assert drop is None or len(statements) == len(policy["Statement"]) - 1, drop
+    return {**policy, "Statement": statements}
+
+
+def assert_no_secret_leaked(airflow_env: Dict[str, str], run: PipelineRun,
+                            sent: Optional[Dict[str, str]] = None) -> None:
+    """No AWS key or Mongo password in the logs, the metadata DB, what the clusters got,
+    nor in ``sent`` (where → text: what another engine got)."""
     secrets = [FAKE_ACCESS_KEY, FAKE_SECRET_KEY, MONGO_PASSWORD]
     haystacks = {"task logs and output": run.logs,
                  "step arguments": json.dumps([step.args for c in run.clusters for step in c.steps]),
-                 "cluster configuration": repr([c.configurations for c in run.clusters])}
+                 "cluster configuration": repr([c.configurations for c in run.clusters]),
+                 **(sent or {})}
     for table, text in metadata_db_text(airflow_env).items():
         haystacks["metadata table " + table] = text
     for where, text in haystacks.items():
