@@ -393,8 +393,9 @@ class EmrServerlessSettings:
     auto_stop_idle_minutes: int = setting(15, POSITIVE)
     # The application is CREATED and STARTED within this.
     create_timeout_seconds: int = setting(600, POSITIVE, parse_time=True)
-    # Each job run ends within this (StartJobRun executionTimeoutMinutes).
-    job_timeout_minutes: int = setting(180, POSITIVE, parse_time=True)
+    # Each job run ends within this (StartJobRun executionTimeoutMinutes; AWS cancels it
+    # then). At least 5: moto refuses less ("RunTimeout must be at least 5 minutes").
+    job_timeout_minutes: int = setting(180, at_least(5), parse_time=True)
     # The cost estimate (include/msd_pipeline/targets/emr_serverless/cost.py): a job run
     # bills its billedResourceUtilization. USD per vCPU-hour, memory GB-hour and storage
     # GB-hour by "<region>/<architecture>", read 2026-12-07 — not from AWS's own price

@@ -193,7 +193,7 @@ def test_ship_code_in_image_mode_builds_no_archive(monkeypatch):
     ({"emr_serverless.dependencies": "image"}, "image_uri is required"),
     ({"emr_serverless.dependencies": "conda"}, "dependencies must be one of archive, image"),
     ({"emr_serverless.architecture": "AARCH64"}, "architecture must be one of X86_64, ARM64"),
-    ({"emr_serverless.job_timeout_minutes": 0}, "job_timeout_minutes must be at least 1"),
+    ({"emr_serverless.job_timeout_minutes": 4}, "job_timeout_minutes must be at least 5"),
     ({"emr_serverless.initial_executor_workers": 0}, "initial_executor_workers must be at least 1"),
 ])
 def test_settings_rules(overrides, message):
