@@ -37,7 +37,9 @@ def moto_creates_applications_as_aws_does(moto_url):
     """Harness adaptations for this module (moto 5.2 differs from AWS; the product is left
     as it is): moto creates applications STARTED, where AWS creates them CREATED (the
     provider's operator waits for CREATED, then starts them); and moto's ListJobRuns
-    answers ResourceNotFound for an application without job runs, where AWS lists none."""
+    answers ResourceNotFound for an application without job runs, where AWS lists none —
+    JobRunDriver adapts that while it runs, this also when none runs (the failure
+    callback after the run)."""
     backend = emr_serverless_backend()
     create, state = backend.create_application, moto_emr_serverless.APPLICATION_STATUS
 
