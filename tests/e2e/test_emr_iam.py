@@ -18,8 +18,8 @@ from msdlib.config import load_config
 
 from emr_dag_support import (BUCKET, DAG_ID, SONGS, RealStepRunner, airflow_env_for,
                              assert_deferred, assert_run_cleaned_up, create_cluster,
-                             emr_backend, run_pipeline, write_config)
-from emr_support import (ACCOUNT_ID, INSTANCE_PROFILE, REGION, aws_env, client, iam_user,
+                             emr_backend, enforceable_policy, run_pipeline, write_config)
+from emr_support import (INSTANCE_PROFILE, REGION, aws_env, client, iam_user,
                          recorded_calls, replace_user_policy, set_iam_enforcement)
 from msd_pipeline.targets.emr.preflight import actions
 from project_paths import PROJECT_ROOT
@@ -28,7 +28,7 @@ from project_paths import PROJECT_ROOT
 # moto 5.2: every request is signed and matched against the caller's policies by action.
 # S3 requests are matched against the bucket or object ARN as well. Every other service
 # is matched against Resource "*", so a statement scoped to EMR cluster or secret ARNs
-# never matches there: ``moto_enforceable`` widens those statements' Resource to "*" (the
+# never matches there: ``enforceable_policy`` (emr_dag_support) widens those statements' Resource to "*" (the
 # ARNs and tag conditions are checked in AWS only: by the preflight's
 # iam:SimulatePrincipalPolicy, which moto lacks). Conditions (tags, s3:prefix) are not evaluated; iam:PassRole is never checked;
 # a HEAD of a missing key is a 404 whatever the ListBucket grant. RunJobFlow's
@@ -43,24 +43,10 @@ NOT_ENFORCED_BY_MOTO = {"PassTheEmrRoles", "AutoTerminationOfPipelineClusters"}
 
 
 def moto_enforceable(user: str, drop: Optional[str] = None) -> Dict[str, Any]:
-    """The user's policy from include/emr/ with the placeholders filled in for this test's
-    account, bucket and prefix (as docs/emr.md says to), without the statement ``drop``."""
-    text = (PROJECT_ROOT / "include" / "emr" / POLICIES[user]).read_text()
-    text = (text.replace("ACCOUNT_ID", ACCOUNT_ID)
-            .replace("CHANGE-ME-msd-bucket/msd-pipeline/", f"{BUCKET}/pipeline/")
-            .replace("CHANGE-ME-msd-bucket", BUCKET)
-            .replace("CHANGE-ME-source-bucket", SOURCE_BUCKET))
-    policy = json.loads(text)
-    statements = []
-    for statement in policy["Statement"]:
-        if statement["Sid"] == drop:
-            continue
-        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-        if not all(action.startswith("s3:") for action in actions):
-            statement = {**statement, "Resource": "*"}
-        statements.append(statement)
-    assert drop is None or len(statements) == len(policy["Statement"]) - 1, drop
-    return {**policy, "Statement": statements}
+    """The user's policy from include/emr/ as moto enforces it, without the statement
+    ``drop`` (emr_dag_support.enforceable_policy)."""
+    return enforceable_policy(PROJECT_ROOT / "include" / "emr" / POLICIES[user], drop,
+                              SOURCE_BUCKET)
 
 
 @pytest.fixture(scope="module")
