@@ -15,20 +15,22 @@ Where moto 5.2 differs from AWS, the harness adapts, never the product:
   ``JOB_STATUS``), and the driver takes them to RUNNING and then to SUCCESS or FAILED
   (AWS passes PENDING and SCHEDULED on the way; a client sees SUBMITTED, then RUNNING).
 * moto creates applications STARTED (AWS: CREATING, CREATED, and STARTED by
-  StartApplication or auto-start on the first job run); the driver runs job runs whatever
-  the application's state. StopApplication and DeleteApplication set STOPPED and
+  StartApplication or auto-start on the first job run): under ``moto_as_aws`` they are
+  created CREATED (the provider's operator waits for CREATED, then starts them); the
+  driver runs job runs whatever the application's state. StopApplication and DeleteApplication set STOPPED and
   TERMINATED at once (AWS passes STOPPING); DeleteApplication requires CREATED or
   STOPPED, as on AWS.
-* moto's ListJobRuns answers ResourceNotFound for an application without job runs; while a
-  driver runs, it lists none, as AWS does.
+* moto's ListJobRuns answers ResourceNotFound for an application without job runs; under
+  ``moto_as_aws`` it lists none, as AWS does.
 * moto's CreateApplication keeps neither ``architecture`` nor ``imageConfiguration`` (nor
   runtime, monitoring or worker-type settings): GetApplication does not return them.
 * moto's CancelJobRun sets CANCELLED at once (AWS: CANCELLING, then CANCELLED), also on a
   finished run. The driver notices it, ends the run's local processes and leaves it
   CANCELLED, with its duration and bill.
 * moto truncates createdAt and updatedAt to midnight; the driver sets updatedAt, startedAt
-  and endedAt as it moves a run. executionTimeoutMinutes is not enforced (moto's minimum
-  is 5 minutes); ``RealJobRunner`` ends a job after ``timeout_seconds``.
+  and endedAt as it moves a run. executionTimeoutMinutes is not enforced, and moto refuses less
+  than 5 minutes, which AWS accepts (0 is "never"): under ``moto_as_aws`` a shorter one is
+  stored as asked; ``RealJobRunner`` ends a job after ``timeout_seconds``.
 * Billed utilization is the harness's formula (``billed_utilization``), not AWS's metering.
 * Without a logUri (AWS's managed log storage) the driver writes no logs.
 
@@ -50,7 +52,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import moto.emrserverless.models as moto_emr_serverless
 from moto.core.utils import utcnow
@@ -100,12 +102,9 @@ class JobRunDriver(PollingDriver):
         self._in_flight: Dict[str, Tuple[JobRun, threading.Event]] = {}
         self._workers: List[threading.Thread] = []
         self._moto_job_status = moto_emr_serverless.JOB_STATUS
-        self._moto_list_job_runs = EMRServerlessBackend.list_job_runs
 
     def start(self) -> None:
         moto_emr_serverless.JOB_STATUS = "SUBMITTED"
-        EMRServerlessBackend.list_job_runs = _listing_applications_without_runs(
-            self._moto_list_job_runs)
         super().start()
 
     def stop(self) -> None:
@@ -117,7 +116,6 @@ class JobRunDriver(PollingDriver):
         for worker in self._workers:
             worker.join(timeout=30)
         moto_emr_serverless.JOB_STATUS = self._moto_job_status
-        EMRServerlessBackend.list_job_runs = self._moto_list_job_runs
 
     def applications(self) -> List[Application]:
         """The applications created since this driver was made, oldest first."""
@@ -197,12 +195,36 @@ class JobRunDriver(PollingDriver):
             s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(text.encode("utf-8")))
 
 
-def _listing_applications_without_runs(moto_list_job_runs):
-    def list_job_runs(backend, application_id: str, *args, **kwargs) -> List[JobRun]:
+@contextlib.contextmanager
+def moto_as_aws() -> Iterator[None]:
+    """moto's EMR Serverless where it differs from AWS in what the pipeline sees (the
+    module docstring): applications created CREATED, ListJobRuns of an application without
+    runs empty, job-run timeouts under 5 minutes accepted."""
+    status = moto_emr_serverless.APPLICATION_STATUS
+    list_job_runs, start_job_run = EMRServerlessBackend.list_job_runs, EMRServerlessBackend.start_job_run
+
+    def listing_applications_without_runs(backend, application_id, *args, **kwargs):
         backend.get_application(application_id)  # an unknown one: ResourceNotFound, as on AWS
         backend.job_runs.setdefault(application_id, [])
-        return moto_list_job_runs(backend, application_id, *args, **kwargs)
-    return list_job_runs
+        return list_job_runs(backend, application_id, *args, **kwargs)
+
+    def accepting_short_timeouts(backend, *args, **kwargs):
+        minutes = kwargs.get("execution_timeout_minutes")
+        if minutes and minutes < 5:
+            job_run = start_job_run(backend, *args, **{**kwargs, "execution_timeout_minutes": None})
+            job_run.execution_timeout_minutes = minutes
+            return job_run
+        return start_job_run(backend, *args, **kwargs)
+
+    moto_emr_serverless.APPLICATION_STATUS = "CREATED"
+    EMRServerlessBackend.list_job_runs = listing_applications_without_runs
+    EMRServerlessBackend.start_job_run = accepting_short_timeouts
+    try:
+        yield
+    finally:
+        moto_emr_serverless.APPLICATION_STATUS = status
+        EMRServerlessBackend.list_job_runs = list_job_runs
+        EMRServerlessBackend.start_job_run = start_job_run
 
 
 def job_run_log_uri(job_run: JobRun) -> Optional[str]:

@@ -21,6 +21,9 @@ harness adapts, never the product:
   (moto, like AWS, does not offer m5.xlarge in us-east-1e.)
 * moto's RunJobFlow with a subnet creates the ElasticMapReduce-* security groups without
   the V2 tag (EMR tags the groups it creates); no e2e run launches into a subnet.
+* Under IAM enforcement moto checks the signature of a request without a body (an EMR
+  Serverless GET) over its parsed parameters, so every such call fails with
+  SignatureDoesNotMatch; ``moto_server`` has it check the empty body the client signed.
 * ``recorded_calls`` reads moto's request recorder (process-wide; its writes are
   serialised here, as the threaded server may record two requests at once).
 """
@@ -45,6 +48,7 @@ from botocore.exceptions import ClientError
 from moto.core.utils import utcnow
 from moto.emr.models import emr_backends
 from moto.iam.aws_managed_policies import aws_managed_policies_data
+from moto.iam.access_control import IAMRequestBase
 from moto.iam.models import AWSManagedPolicy, iam_backends
 from moto.moto_api import recorder
 from moto.moto_api._internal.recorder.models import Recorder
@@ -79,6 +83,8 @@ def moto_server(*buckets: str) -> Iterator[str]:
     server.start()
     moto_get_quota = ServiceQuotasBackend.get_service_quota
     ServiceQuotasBackend.get_service_quota = _get_service_quota_with_ec2(moto_get_quota)
+    moto_aws_request = IAMRequestBase._create_aws_request
+    IAMRequestBase._create_aws_request = _bodyless_requests_signed_as_sent(moto_aws_request)
     try:
         host, port = server.get_host_and_port()
         url = "http://{}:{}".format(host, port)
@@ -87,7 +93,24 @@ def moto_server(*buckets: str) -> Iterator[str]:
         yield url
     finally:
         ServiceQuotasBackend.get_service_quota = moto_get_quota
+        IAMRequestBase._create_aws_request = moto_aws_request
         server.stop()
+
+
+def _bodyless_requests_signed_as_sent(moto_aws_request):
+    """moto 5.2 checks the signature of a request without a body (an EMR Serverless GET:
+    GetApplication, ListApplications, GetJobRun) over its parsed parameters as if they were
+    the body, so under IAM enforcement every such call fails with SignatureDoesNotMatch;
+    AWS signs the empty body the client sent."""
+    def create_aws_request(iam_request):
+        if iam_request._body:
+            return moto_aws_request(iam_request)
+        parsed, iam_request._data = iam_request._data, b""
+        try:
+            return moto_aws_request(iam_request)
+        finally:
+            iam_request._data = parsed
+    return create_aws_request
 
 
 def _get_service_quota_with_ec2(moto_get_quota):
@@ -218,6 +241,15 @@ def _load_aws_managed_policy(name: str) -> None:
 class RecordedCall:
     access_key: str
     action: str  # IAM action name, e.g. "s3:GetObject"
+
+
+def calls_by_principal(calls: List["RecordedCall"], principals: Dict[str, str]) -> Dict[str, set]:
+    """The IAM actions each principal (by access key) called."""
+    called: Dict[str, set] = {principal: set() for principal in principals.values()}
+    for call in calls:
+        if call.access_key in principals:
+            called[principals[call.access_key]].add(call.action)
+    return called
 
 
 @contextlib.contextmanager

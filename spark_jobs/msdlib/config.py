@@ -433,62 +433,9 @@ class EmrServerlessSettings:
     auto_stop_idle_minutes: int = setting(15, POSITIVE)
     # The application is CREATED and STARTED within this.
     create_timeout_seconds: int = setting(600, POSITIVE, parse_time=True)
-    # Each job run ends within this (StartJobRun executionTimeoutMinutes).
+    # Each job run ends within this (StartJobRun executionTimeoutMinutes: AWS cancels it
+    # then; the task's own timeout adds its margins).
     job_timeout_minutes: int = setting(180, POSITIVE, parse_time=True)
-    # The cost estimate (include/msd_pipeline/targets/emr_serverless/cost.py): a job run
-    # bills its billedResourceUtilization. USD per vCPU-hour, memory GB-hour and storage
-    # GB-hour by "<region>/<architecture>", read 2026-12-07 — not from AWS's own price
-    # API, which none of the sources reachable here held: us-east-1 x86 from the
-    # generated EMR Serverless price list of GoogleCloudPlatform/PerfKitBenchmarker
-    # (perfkitbenchmarker/providers/aws/aws_dpb_emr_serverless_prices.py, which cites
-    # https://aws.amazon.com/emr/pricing), the vCPU and memory rates also in independent
-    # cost write-ups. ARM64 (Graviton) prices were in no reachable source: an ARM64 run
-    # logs a missing price until you add them. Check https://aws.amazon.com/emr/pricing/.
-    prices: Dict[str, Dict[str, float]] = setting({
-        "us-east-1/X86_64": {"vCPUHour": 0.052624, "memoryGBHour": 0.0057785,
-                             "storageGBHour": 0.000111}})
-
-    def problems(self) -> Iterator[str]:
-        if self.dependencies == "image" and not self.image_uri:
-            yield ('emr_serverless.image_uri is required when emr_serverless.dependencies '
-                   'is "image": the ECR URI of the image built from '
-                   'docker/emr-serverless/Dockerfile')
-
-
-@dataclass(frozen=True)
-class EmrServerlessSettings:
-    """The EMR Serverless pipeline (dags/msd_emr_serverless_pipeline.py,
-    docs/emr-serverless.md). The AWS connection, region, S3 root, release label, tags,
-    Mongo secret prefix, polling, deferral, log wait and staging slice are the [emr]
-    section's; nothing secret goes here."""
-    # Run applications are named <application_name>-<run key>: how the teardown finds them.
-    application_name: str = setting("msd-pipeline", parse_time=True)
-    # The job runs' IAM role (include/emr_serverless/); empty fails the preflight.
-    execution_role_arn: str = setting("")
-    architecture: str = setting("X86_64", Rule(choices=SERVERLESS_ARCHITECTURES))
-    dependencies: str = setting("archive", Rule(choices=SERVERLESS_DEPENDENCIES))
-    # ECR image URI (docker/emr-serverless/Dockerfile), required when dependencies = "image".
-    image_uri: str = setting("")
-    # The application's network configuration, so that the jobs reach MongoDB.
-    subnet_ids: List[str] = setting([])
-    security_group_ids: List[str] = setting([])
-    # Pre-initialized capacity (billed while the application is started) and its workers.
-    initial_driver_workers: int = setting(1, POSITIVE)
-    initial_executor_workers: int = setting(2, POSITIVE)
-    worker_cpu: str = setting("4 vCPU")
-    worker_memory: str = setting("16 GB")
-    worker_disk: str = setting("20 GB")
-    # The application's ceiling over all its job runs.
-    maximum_cpu: str = setting("48 vCPU")
-    maximum_memory: str = setting("192 GB")
-    maximum_disk: str = setting("1000 GB")
-    # Backstop: AWS stops an idle application after this many minutes.
-    auto_stop_idle_minutes: int = setting(15, POSITIVE)
-    # The application is CREATED and STARTED within this.
-    create_timeout_seconds: int = setting(600, POSITIVE, parse_time=True)
-    # Each job run ends within this (StartJobRun executionTimeoutMinutes; AWS cancels it
-    # then). At least 5: moto refuses less ("RunTimeout must be at least 5 minutes").
-    job_timeout_minutes: int = setting(180, at_least(5), parse_time=True)
     # The cost estimate (include/msd_pipeline/targets/emr_serverless/cost.py): a job run
     # bills its billedResourceUtilization. USD per vCPU-hour, memory GB-hour and storage
     # GB-hour by "<region>/<architecture>", read 2026-12-07 — not from AWS's own price

@@ -19,8 +19,8 @@ from msdlib.config import load_config
 from emr_dag_support import (BUCKET, DAG_ID, SONGS, RealStepRunner, airflow_env_for,
                              assert_deferred, assert_run_cleaned_up, create_cluster,
                              emr_backend, enforceable_policy, run_pipeline, write_config)
-from emr_support import (INSTANCE_PROFILE, REGION, aws_env, client, iam_user,
-                         recorded_calls, replace_user_policy, set_iam_enforcement)
+from emr_support import (INSTANCE_PROFILE, REGION, aws_env, calls_by_principal, client,
+                         iam_user, recorded_calls, replace_user_policy, set_iam_enforcement)
 from msd_pipeline.targets.emr.preflight import actions
 from project_paths import PROJECT_ROOT
 
@@ -111,15 +111,6 @@ def assert_cost_unknown_for_the_missing_price(run, record) -> None:
     assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
     assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
     assert cost["instance_hours"] > 0
-
-
-def calls_by_principal(calls, principals: Dict[str, str]) -> Dict[str, set]:
-    """The IAM actions each principal (by access key) called."""
-    called: Dict[str, set] = {principal: set() for principal in principals.values()}
-    for call in calls:
-        if call.access_key in principals:
-            called[principals[call.access_key]].add(call.action)
-    return called
 
 
 @dataclass

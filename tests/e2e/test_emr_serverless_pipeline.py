@@ -1,34 +1,35 @@
-"""``airflow dags test msd_emr_serverless_pipeline`` against moto, three runs: success (the
-job runs played on local Spark as an IAM user holding the execution role's policy), a
-failed job run, and an ingest job run that hangs until its task's execution timeout
-cancels it — then the DAG processor's failure callback for the run timeout.
-
-Not under moto's IAM enforcement: moto 5.2 refuses every EMR Serverless GET request
-(GetApplication, ListApplications, GetJobRun) of an IAM user with SignatureDoesNotMatch
-while enforcement is on, whatever the policy; the two policies of include/emr_serverless/
-are checked against the code's calls by the preflight's tests (tests/unit/
-test_emr_serverless_iam.py). Each ends with every application of the run stopped and deleted and the
-run's secret gone. How moto plays EMR Serverless, and where it differs from AWS:
-tests/emr_serverless_support.py; the shared e2e helpers: tests/emr_dag_support.py."""
+"""``airflow dags test msd_emr_serverless_pipeline`` against moto, three runs: success under
+moto's IAM enforcement (Airflow's calls as an IAM user holding include/emr_serverless/
+iam-policy.json, the job runs played on local Spark as one holding the execution role's
+policy; every call checked against the action table), a failed job run, and an ingest
+job run that hangs until its task's execution timeout cancels it — then the DAG
+processor's failure callback for the run timeout. Each ends with every application of
+the run stopped and deleted and the run's secret gone. How moto plays EMR Serverless, and
+where it differs from AWS: tests/emr_serverless_support.py and tests/emr_support.py; the
+shared e2e helpers: tests/emr_dag_support.py."""
 import contextlib
 import json
 import uuid
 from pathlib import Path
 from typing import Any, Dict
 
-import moto.emrserverless.models as moto_emr_serverless
 import pymongo
 import pytest
 
-from emr_dag_support import (SONGS, assert_no_secret_leaked, enforceable_policy,
-                             run_airflow_program, run_pipeline, write_config)
+from emr_dag_support import (SONGS, airflow_env_for, assert_no_secret_leaked,
+                             enforceable_policy, run_airflow_program, run_pipeline,
+                             write_config)
 from emr_serverless_support import (FAILED_JOB_MARKER, JobRunDriver, RealJobRunner,
-                                    emr_serverless_backend, failing_job, hanging_job)
-from emr_support import ACCOUNT_ID, REGION, client, iam_user
+                                    emr_serverless_backend, failing_job, hanging_job,
+                                    moto_as_aws)
+from emr_support import (ACCOUNT_ID, REGION, calls_by_principal, client, iam_user,
+                         recorded_calls, set_iam_enforcement)
+from msd_pipeline.targets.emr_serverless.preflight import actions
 from project_paths import PROJECT_ROOT
 
 DAG_ID = "msd_emr_serverless_pipeline"
 POLICIES = PROJECT_ROOT / "include" / "emr_serverless"
+AIRFLOW_USER = "msd-serverless-airflow"
 EXECUTION_ROLE_USER = "msd-serverless-execution-role"
 EXECUTION_ROLE = "msd-pipeline-serverless-jobs"
 IMAGE_REPOSITORY = "msd-emr-serverless"
@@ -36,26 +37,10 @@ IMAGE_TAG = "emr-7.5.0"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def moto_creates_applications_as_aws_does(moto_url):
-    """Harness adaptations for this module (moto 5.2 differs from AWS; the product is left
-    as it is): moto creates applications STARTED, where AWS creates them CREATED (the
-    provider's operator waits for CREATED, then starts them); and moto's ListJobRuns
-    answers ResourceNotFound for an application without job runs, where AWS lists none —
-    JobRunDriver adapts that while it runs, this also when none runs (the failure
-    callback after the run)."""
-    backend = emr_serverless_backend()
-    create, state = backend.create_application, moto_emr_serverless.APPLICATION_STATUS
-
-    def create_with_an_empty_job_run_list(*args, **kwargs):
-        application = create(*args, **kwargs)
-        backend.job_runs.setdefault(application.id, [])
-        return application
-
-    moto_emr_serverless.APPLICATION_STATUS = "CREATED"
-    backend.create_application = create_with_an_empty_job_run_list
-    yield
-    moto_emr_serverless.APPLICATION_STATUS = state
-    del backend.create_application
+def moto_behaving_as_aws():
+    """Where moto 5.2 differs from AWS in what the pipeline sees (tests/emr_serverless_support.py)."""
+    with moto_as_aws():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +85,24 @@ def serverless_account(moto_url) -> Dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def execution_role_user(moto_url, serverless_account):
-    """The job runs' execution role as an IAM user holding its policy (the job runs' own
-    calls: code, songs, the Mongo secret, artifacts, driver logs)."""
-    return iam_user(moto_url, EXECUTION_ROLE_USER,
-                    enforceable_policy(POLICIES / "iam-execution-role-policy.json"))
+def iam_users(moto_url, serverless_account):
+    """The Airflow principal and the job runs' execution role as IAM users holding their
+    policies (the execution role's: the job runs' own calls, code, songs, the Mongo
+    secret, artifacts, driver logs). Made before enforcement is on."""
+    return {actions.AIRFLOW: iam_user(moto_url, AIRFLOW_USER,
+                                      enforceable_policy(POLICIES / "iam-policy.json")),
+            actions.EXECUTION_ROLE: iam_user(
+                moto_url, EXECUTION_ROLE_USER,
+                enforceable_policy(POLICIES / "iam-execution-role-policy.json"))}
+
+
+@contextlib.contextmanager
+def iam_enforced(moto_url: str):
+    set_iam_enforcement(moto_url, True)
+    try:
+        yield
+    finally:
+        set_iam_enforcement(moto_url, False)
 
 
 def serverless_config(path: Path, song_archive: str, database: str,
@@ -133,19 +131,29 @@ def sent_to_emr_serverless(driver: JobRunDriver) -> Dict[str, str]:
             "applications": repr([vars(app) for app in our_applications(driver)])}
 
 
-def test_success_imputes_records_the_cost_and_deletes_the_application(
-        emr_airflow_env, moto_url, execution_role_user, serverless_account, song_archive,
-        mongo_uri, tmp_path):
+def test_success_under_iam_enforcement_records_the_cost_and_deletes_the_application(
+        moto_url, iam_users, serverless_account, song_archive, mongo_with_password,
+        empty_registry_uri, mongo_uri, tmp_path):
     database = "serverless_e2e_" + uuid.uuid4().hex[:8]
     config = serverless_config(tmp_path / "config.json", song_archive, database,
                                serverless_account)
-    env = emr_airflow_env
-    role = execution_role_user
+    env = airflow_env_for(moto_url, mongo_with_password, iam_users[actions.AIRFLOW],
+                          empty_registry_uri)
+    role = iam_users[actions.EXECUTION_ROLE]
     driver = JobRunDriver(moto_url, RealJobRunner(moto_url, tmp_path, role), credentials=role)
-    run = run_pipeline(env, config, None, moto_url, dag_id=DAG_ID, driver=driver)
+    with iam_enforced(moto_url), recorded_calls(tmp_path / "moto-recording.jsonl") as calls:
+        run = run_pipeline(env, config, None, moto_url, dag_id=DAG_ID, driver=driver)
 
     assert run.state == "success", run.describe()
     assert run.tasks["serverless.preflight"] == "success", run.describe()
+    called = calls_by_principal(calls, {user.access_key: principal
+                                        for principal, user in iam_users.items()})
+    assert {"emr-serverless:CreateApplication", "emr-serverless:StartJobRun"} <= called[actions.AIRFLOW]
+    assert "secretsmanager:GetSecretValue" in called[actions.EXECUTION_ROLE]
+    for principal, names in called.items():
+        table = {action.name for action in actions.actions_of(principal)}
+        assert names <= table, f"{principal} called actions the table lacks: {names - table}"
+    assert "AccessDenied" not in run.logs and "not authorized" not in run.logs
     db = pymongo.MongoClient(mongo_uri)[database]
     # Approval is off by default. A challenger the gate rejects is not promoted, and with
     # no champion at all there is nothing to impute with (as on EMR).
@@ -203,7 +211,7 @@ def test_a_hanging_job_run_is_cancelled_by_its_timeout_and_the_callback_backstop
     on_kill cancels the job run); then the run is timed out as the scheduler does it and
     the DAG processor runs the failure callback, which deletes what the teardown left."""
     config = serverless_config(tmp_path / "config.json", song_archive, "serverless_e2e_hang",
-                               serverless_account, job_timeout_minutes=5)
+                               serverless_account, job_timeout_minutes=1)
     config_data = json.loads(config.read_text())
     config_data["emr"]["deferrable"] = False
     config.write_text(json.dumps(config_data))

@@ -11,8 +11,9 @@ import zipfile
 
 import pytest
 
-from emr_serverless_support import (FAILED_JOB_MARKER, JobRunDriver, RealJobRunner, SubmitParameters,
-                                    failing_job, hanging_job, process_group_alive)
+from emr_serverless_support import (FAILED_JOB_MARKER, JobRunDriver, RealJobRunner,
+                                    SubmitParameters, failing_job, hanging_job, moto_as_aws,
+                                    process_group_alive)
 from emr_support import ACCOUNT_ID, client, moto_server, wait_until
 
 BUCKET = "msd-serverless-harness"
@@ -57,7 +58,7 @@ time.sleep(600)
 
 @pytest.fixture(scope="module")
 def moto_url():
-    with moto_server(BUCKET) as url:
+    with moto_server(BUCKET) as url, moto_as_aws():
         yield url
 
 

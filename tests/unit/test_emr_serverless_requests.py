@@ -6,8 +6,6 @@ settings' rules."""
 import dataclasses
 import re
 import shlex
-import sys
-import types
 
 import botocore.session
 import pytest
@@ -17,7 +15,7 @@ from msdlib import env_vars
 from msdlib.config import ConfigError, PipelineConfig, load_config
 from msd_pipeline.targets.emr.cluster import DAG_TAG, RUN_TAG
 from msd_pipeline.targets.emr.layout import JOBS_ZIP, RunLayout
-from msd_pipeline.targets.emr_serverless import job_runs
+from msd_pipeline.targets.emr_serverless import dependencies as target_dependencies, job_runs
 from msd_pipeline.targets.emr_serverless.application import (application_name,
                                                               application_tags,
                                                               create_application_request)
@@ -146,9 +144,8 @@ def ship(monkeypatch, serverless_changes, dependencies=None):
                         lambda self, name, uri, tags: calls.setdefault("secret", (name, uri)))
     monkeypatch.setattr("msd_pipeline.connections.mongo_uri_from_connection",
                         lambda conn_id: "mongodb://user:pw@db/msd")
-    if dependencies is not None:
-        monkeypatch.setitem(sys.modules, "msd_pipeline.targets.emr_serverless.dependencies",
-                            dependencies)
+    for name, function in (dependencies or {}).items():
+        monkeypatch.setattr(target_dependencies, name, function)
     run = RunContext(dag_id="msd_emr_serverless_pipeline", airflow_run_id=RUN_ID,
                      target="emr_serverless", config=config,
                      run_uri="s3://test-bucket/msd/artifacts/" + RUN_KEY)
@@ -156,16 +153,17 @@ def ship(monkeypatch, serverless_changes, dependencies=None):
 
 
 def fake_dependencies(calls):
-    """dependencies.py (helper sl-deps) as the contract names its two functions."""
-    module = types.ModuleType("dependencies")
-
+    """dependencies.py's two functions, without building or storing an archive."""
     def ensure_archive(s3_hook, s3_root, python_version, architecture):
         calls["ensure_archive"] = (s3_root, python_version, architecture)
         return "s3://test-bucket/msd/dependencies/abc123.tar.gz"
 
-    module.ensure_archive = ensure_archive
-    module.spark_properties = lambda uri: {"spark.archives": uri + "#deps"}
-    return module
+    return {"ensure_archive": ensure_archive,
+            "spark_properties": lambda uri: {"spark.archives": uri + "#deps"}}
+
+
+def refuse_archive(*args):
+    raise AssertionError("image mode built a dependency archive")
 
 
 def test_ship_code_in_archive_mode_ships_the_archive_and_its_properties(monkeypatch, model):
@@ -183,7 +181,7 @@ def test_ship_code_in_archive_mode_ships_the_archive_and_its_properties(monkeypa
 
 def test_ship_code_in_image_mode_builds_no_archive(monkeypatch):
     shipped, _ = ship(monkeypatch, {"dependencies": "image", "image_uri": "repo/msd:1"},
-                      types.ModuleType("dependencies"))  # a call into it would fail
+                      {"ensure_archive": refuse_archive})
     assert shipped["dependency_archive"] is None
     assert shipped["application_request"]["imageConfiguration"] == {"imageUri": "repo/msd:1"}
     assert "spark.archives" not in shipped["spark_submit_parameters"]
@@ -193,7 +191,7 @@ def test_ship_code_in_image_mode_builds_no_archive(monkeypatch):
     ({"emr_serverless.dependencies": "image"}, "image_uri is required"),
     ({"emr_serverless.dependencies": "conda"}, "dependencies must be one of archive, image"),
     ({"emr_serverless.architecture": "AARCH64"}, "architecture must be one of X86_64, ARM64"),
-    ({"emr_serverless.job_timeout_minutes": 4}, "job_timeout_minutes must be at least 5"),
+    ({"emr_serverless.job_timeout_minutes": 0}, "job_timeout_minutes must be at least 1"),
     ({"emr_serverless.initial_executor_workers": 0}, "initial_executor_workers must be at least 1"),
 ])
 def test_settings_rules(overrides, message):

@@ -35,12 +35,11 @@ from msdlib.config import EmrSettings, PipelineConfig, load_config
 from msd_pipeline.run_context import RunContext
 from msd_pipeline.targets.base import (PipelineTarget, TaskLike, target_task_group,
                                        task_id_of)
-from msd_pipeline.targets.emr import code_shipping, mongo_secret
+from msd_pipeline.targets.emr import code_shipping, mongo_secret, releases
 from msd_pipeline.targets.emr.cluster import run_tags
 from msd_pipeline.targets.emr.layout import JOBS_ZIP, RunLayout
-from msd_pipeline.targets.emr.releases import EMR_PYTHON_VERSION
 from msd_pipeline.targets.emr.target import EmrTarget
-from msd_pipeline.targets.emr_serverless import job_runs
+from msd_pipeline.targets.emr_serverless import dependencies, job_runs
 from msd_pipeline.targets.emr_serverless.application import (application_name,
                                                               application_tags,
                                                               create_application_request)
@@ -233,10 +232,9 @@ def _ship_code_task(run: Dict[str, Any]) -> Dict[str, Any]:
     properties = job_runs.mongo_secret_properties(secret_id, emr.region)
     archive_uri = None
     if serverless.dependencies == "archive":
-        from msd_pipeline.targets.emr_serverless import dependencies
-
         archive_uri = dependencies.ensure_archive(
-            hook.s3, emr.s3_root, "{}.{}".format(*EMR_PYTHON_VERSION), serverless.architecture)
+            hook.s3, emr.s3_root, releases.python_version(emr.release_label),
+            serverless.architecture)
         properties.update(dependencies.spark_properties(archive_uri))
     hook.put_run_secret(secret_id,
                         mongo_uri_from_connection(context.config.mongo.airflow_conn_id),
