@@ -29,11 +29,13 @@ harness adapts, never the product:
 """
 import base64
 import contextlib
+import functools
 import gzip
 import http.server
 import io
 import json
 import os
+import re
 import socket
 import sys
 import tarfile
@@ -41,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import boto3
 from botocore.exceptions import ClientError
@@ -298,8 +300,30 @@ def _recorded_call(entry: Dict[str, Any]) -> Optional[RecordedCall]:
     body = entry.get("body") or ""
     if entry.get("body_encoded"):
         body = base64.b64decode(body).decode("utf-8", "replace")
-    action = (parse_qs(body).get("Action") or parse_qs(url.query).get("Action") or ["?"])[0]
+    action = (parse_qs(body).get("Action") or parse_qs(url.query).get("Action")
+              or [_rest_action(service, entry["method"], url.path)])[0]
     return RecordedCall(access_key, f"{service}:{action}")
+
+
+@functools.lru_cache(maxsize=None)
+def _rest_operations(service: str) -> List[Tuple[str, "re.Pattern[str]", str]]:
+    """(method, path pattern, operation) of a REST service, most literal paths first."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service)
+    operations = []
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        path = http["requestUri"].split("?")[0]
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))
+        operations.append((http["method"], re.compile(pattern + "/?$"), name))
+    return sorted(operations, key=lambda op: op[1].pattern.count("[^/]+"))
+
+
+def _rest_action(service: str, method: str, path: str) -> str:
+    """The operation of a REST-JSON request (EMR Serverless), by botocore's method and path."""
+    return next((name for op_method, pattern, name in _rest_operations(service)
+                 if op_method == method and pattern.match(path)), "?")
 
 
 def _s3_action(method: str, path: str, query: str) -> str:
@@ -344,6 +368,16 @@ def set_iam_enforcement(endpoint_url: str, on: bool) -> None:
     urllib.request.urlopen(urllib.request.Request(
         endpoint_url + "/moto-api/reset-auth", data=count, method="POST",
         headers={"Content-Type": "text/plain"}), timeout=30).read()
+
+
+@contextlib.contextmanager
+def iam_enforced(endpoint_url: str) -> Iterator[None]:
+    """Moto's IAM enforcement on inside the block."""
+    set_iam_enforcement(endpoint_url, True)
+    try:
+        yield
+    finally:
+        set_iam_enforcement(endpoint_url, False)
 
 
 def iam_user(endpoint_url: str, name: str, policy: Dict[str, Any]) -> Credentials:

@@ -5,7 +5,6 @@ call the run made (moto's request recorder) an action of the preflight's table
 that it allows and that is denied once the statement is dropped. The run's instance type
 has no price, so it also shows a missing price leaving the cost unknown and the run green.
 How moto plays EMR: tests/emr_dag_support.py."""
-import contextlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from emr_dag_support import (BUCKET, DAG_ID, SONGS, RealStepRunner, airflow_env_
                              assert_deferred, assert_run_cleaned_up, create_cluster,
                              emr_backend, enforceable_policy, run_pipeline, write_config)
 from emr_support import (INSTANCE_PROFILE, REGION, aws_env, calls_by_principal, client,
-                         iam_user, recorded_calls, replace_user_policy, set_iam_enforcement)
+                         iam_enforced, iam_user, recorded_calls, replace_user_policy,
+                         set_iam_enforcement)
 from msd_pipeline.targets.emr.preflight import actions
 from project_paths import PROJECT_ROOT
 
@@ -59,15 +59,6 @@ def iam_users(moto_url):
     s3.put_object(Bucket=SOURCE_BUCKET, Key="songs/A/B/C/TRABC00000000001.h5", Body=b"x")
     yield users
     set_iam_enforcement(moto_url, False)
-
-
-@contextlib.contextmanager
-def iam_enforced(moto_url: str):
-    set_iam_enforcement(moto_url, True)
-    try:
-        yield
-    finally:
-        set_iam_enforcement(moto_url, False)
 
 
 def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users, song_archive,

@@ -22,8 +22,8 @@ from emr_dag_support import (SONGS, airflow_env_for, assert_no_secret_leaked,
 from emr_serverless_support import (FAILED_JOB_MARKER, JobRunDriver, RealJobRunner,
                                     emr_serverless_backend, failing_job, hanging_job,
                                     moto_as_aws)
-from emr_support import (ACCOUNT_ID, REGION, calls_by_principal, client, iam_user,
-                         recorded_calls, set_iam_enforcement)
+from emr_support import (ACCOUNT_ID, REGION, calls_by_principal, client, iam_enforced,
+                         iam_user, recorded_calls)
 from msd_pipeline.targets.emr_serverless.preflight import actions
 from project_paths import PROJECT_ROOT
 
@@ -94,15 +94,6 @@ def iam_users(moto_url, serverless_account):
             actions.EXECUTION_ROLE: iam_user(
                 moto_url, EXECUTION_ROLE_USER,
                 enforceable_policy(POLICIES / "iam-execution-role-policy.json"))}
-
-
-@contextlib.contextmanager
-def iam_enforced(moto_url: str):
-    set_iam_enforcement(moto_url, True)
-    try:
-        yield
-    finally:
-        set_iam_enforcement(moto_url, False)
 
 
 def serverless_config(path: Path, song_archive: str, database: str,

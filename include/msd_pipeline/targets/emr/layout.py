@@ -6,6 +6,7 @@
     <s3_root>/data/                     staged songs, shared by runs (staging is resumable)
     <s3_root>/artifacts/<run_key>/      training artifacts, unless training.artifacts_uri is s3://
     <s3_root>/preflight/                the preflight's probe object, deleted again
+    <s3_root>/dependencies/<sha256>/    the EMR Serverless dependency archive, one per pin set
 """
 from dataclasses import dataclass
 

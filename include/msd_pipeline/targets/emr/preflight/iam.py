@@ -2,9 +2,9 @@
 the table (actions.py) for the Airflow principal and for the instance profile's role, on
 the run's own resources (S3 root, secret name pattern, tagged clusters, the two roles)."""
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from msdlib.config import ECR_IMAGE, PipelineConfig
+from msdlib.config import ECR_IMAGE, EmrSettings, PipelineConfig
 from msdlib.io.sources import split_s3_uri
 from msd_pipeline.targets.emr import mongo_secret
 from msd_pipeline.targets.emr.layout import ARTIFACTS_FOLDER, PREFLIGHT_FOLDER, RunLayout, join_uri
@@ -134,15 +134,20 @@ def denials(results: List[Dict[str, Any]]) -> List[str]:
     return denied
 
 
+def caller_unknown(error: Exception, emr: EmrSettings, checks: Sequence[str]) -> List[Finding]:
+    """Each of ``checks`` not verified: who the Airflow principal is could not be read."""
+    detail = f"{unavailable('sts:GetCallerIdentity', error)}: check the AWS connection " \
+             f"{emr.aws_conn_id!r} by hand"
+    return [not_verified(check, detail) for check in checks]
+
+
 def check_iam(config: PipelineConfig, hook: PreflightHook) -> List[Finding]:
     """The roles finding and one simulation finding per principal."""
     emr = config.emr
     try:
         caller = hook.caller_arn()
     except AWS_ERRORS as error:
-        detail = f"{unavailable('sts:GetCallerIdentity', error)}: check the AWS connection " \
-                 f"{emr.aws_conn_id!r} by hand"
-        return [not_verified(check, detail) for check in (ROLES_CHECK, *CHECK_BY_PRINCIPAL.values())]
+        return caller_unknown(error, emr, (ROLES_CHECK, *CHECK_BY_PRINCIPAL.values()))
     partition, account = caller.split(":")[1], caller.split(":")[4]
     roles_finding, service_role_arn, job_flow_role_arn = _roles(config, hook, partition, account)
     scope = Scope(partition, account, config,

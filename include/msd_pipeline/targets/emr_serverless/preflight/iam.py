@@ -15,7 +15,8 @@ from msd_pipeline.targets.emr.preflight.aws import AWS_ERRORS, is_not_found, una
 from msd_pipeline.targets.emr.preflight.findings import Finding, not_verified, ok, problem
 from msd_pipeline.targets.emr.preflight.iam import (PREFLIGHT_RUN_KEY, SECRET_SUFFIX,
                                                     SimulationRequest, airflow_principal,
-                                                    context_entry, simulate_principal)
+                                                    caller_unknown, context_entry,
+                                                    simulate_principal)
 from msd_pipeline.targets.emr_serverless.preflight import actions
 from msd_pipeline.targets.emr_serverless.preflight.aws import ServerlessPreflightHook
 
@@ -128,9 +129,7 @@ def check_iam(config: PipelineConfig, hook: ServerlessPreflightHook) -> List[Fin
     try:
         caller = hook.caller_arn()
     except AWS_ERRORS as error:
-        detail = f"{unavailable('sts:GetCallerIdentity', error)}: check the AWS connection " \
-                 f"{emr.aws_conn_id!r} by hand"
-        return [not_verified(check, detail) for check in (ROLE_CHECK, *CHECK_BY_PRINCIPAL.values())]
+        return caller_unknown(error, emr, (ROLE_CHECK, *CHECK_BY_PRINCIPAL.values()))
     partition, account = caller.split(":")[1], caller.split(":")[4]
     role_finding, role_arn = check_execution_role(config, hook)
     scope = ServerlessScope(partition, account, config)
