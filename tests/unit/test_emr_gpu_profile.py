@@ -18,6 +18,8 @@ from msd_pipeline.paths import EMR_DIR
 from msd_pipeline.targets.emr import code_shipping, cost
 from msd_pipeline.targets.emr.cluster import build_job_flow_request
 from msd_pipeline.targets.emr.layout import RunLayout
+from msd_pipeline.targets.emr.preflight import OK, PROBLEM
+from msd_pipeline.targets.emr.preflight import capacity
 
 RUN_KEY = "manual__2026-12-07T12_00_00_00_00"
 CODE = f"s3://test-bucket/msd/runs/{RUN_KEY}/code/"
@@ -218,3 +220,45 @@ def test_the_gpu_core_types_are_priced_and_a_fleet_is_estimated_at_its_dearest()
     assert core["instance_type"] == dearest
     assert core["usd"] == pytest.approx(emr.core_instance_count * (
         emr.ec2_hourly_prices[dearest] + emr.emr_hourly_fees[dearest]))
+
+
+class QuotaAnswers:
+    """The two preflight hook calls check_quotas makes, answered from tables."""
+
+    def __init__(self, vcpus, quotas):
+        self._vcpus, self._quotas, self.asked = vcpus, quotas, []
+
+    def vcpus(self, instance_types):
+        return {name: self._vcpus[name] for name in instance_types}
+
+    def quota(self, service_code, quota_code):
+        self.asked.append((service_code, quota_code))
+        return self._quotas[quota_code]
+
+
+def test_gpu_core_nodes_are_checked_against_the_g_and_vt_quotas():
+    emr = emr_settings(profile="gpu", core_instance_count=2)
+    hook = QuotaAnswers({"m5.xlarge": 4, "g4dn.xlarge": 4},
+                        {"L-1216C47A": 64.0, "L-DB2E81BA": 4.0})
+    standard, gpu = capacity.check_quotas(emr, hook)
+    assert hook.asked == [("ec2", "L-1216C47A"), ("ec2", "L-DB2E81BA")]
+    assert (standard.check, standard.status) == ("vcpu quota on-demand", OK)
+    assert "4 Standard on-demand vCPUs" in standard.detail  # the primary only
+    assert (gpu.check, gpu.status) == ("vcpu quota G and VT on-demand", PROBLEM)
+    assert "needs 8 G and VT on-demand vCPUs" in gpu.detail and "L-DB2E81BA" in gpu.fix
+
+
+def test_spot_gpu_core_nodes_use_the_g_and_vt_spot_quota():
+    emr = emr_settings(profile="gpu", instance_layout="fleets", core_on_spot=True)
+    hook = QuotaAnswers({"m5.xlarge": 4, "g4dn.xlarge": 4, "g5.xlarge": 4, "g6.xlarge": 4},
+                        {"L-1216C47A": 8.0, "L-3819A6DF": 8.0})
+    findings = capacity.check_quotas(emr, hook)
+    assert [(f.check, f.status) for f in findings] == [
+        ("vcpu quota on-demand", OK), ("vcpu quota G and VT spot", OK)]
+
+
+@pytest.mark.parametrize("instance_type, g_or_vt", [
+    ("g4dn.xlarge", True), ("g5.2xlarge", True), ("g6.xlarge", True), ("vt1.3xlarge", True),
+    ("m5.xlarge", False), ("p3.2xlarge", False), ("r6g.xlarge", False)])
+def test_g_and_vt_families(instance_type, g_or_vt):
+    assert capacity.is_g_or_vt(instance_type) is g_or_vt
