@@ -2,6 +2,7 @@
 #   make demo   set everything up and run the pipeline on the embedded default
 #   make test   set everything up and run the tests (make test-unit: the fast unit tier)
 #   make test-emr-runtime   the jobs end to end on EMR 7's Python 3.9, Spark and pinned dependencies
+#                           (installed, and as EMR Serverless's dependency archive)
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -36,8 +37,15 @@ EMR_REQUIREMENTS := include/emr/requirements-emr.txt
 # which rebuilds .venv-emr.
 EMR_INTERPRETER := $(EMR_VENV).interpreter
 export MSD_EMR_PYTHON := $(CURDIR)/$(EMR_PY)
+# The same interpreter with the release's pyspark (and its py4j) only: EMR Serverless's
+# runtime, where the jobs' packages come from the dependency archive
+# (targets/emr_serverless/dependencies.py) and nothing else.
+EMR_SPARK_VENV := .venv-emr-spark
+EMR_SPARK_PY := $(EMR_SPARK_VENV)/bin/python
+EMR_SPARK_STAMP := $(EMR_SPARK_VENV)/.installed
+export MSD_EMR_SPARK_PYTHON := $(CURDIR)/$(EMR_SPARK_PY)
 
-setup-emr: $(EMR_STAMP)
+setup-emr: $(EMR_STAMP) $(EMR_SPARK_STAMP)
 
 $(EMR_INTERPRETER): FORCE | setup
 	@found="$$($(PY) -m msd_devtools.emr_runtime --python)" && \
@@ -49,6 +57,14 @@ $(EMR_STAMP): $(EMR_INTERPRETER) $(EMR_REQUIREMENTS) include/pipeline.toml inclu
 	$(EMR_PY) -m pip install --quiet --upgrade pip
 	$(EMR_PY) -m pip install --quiet -r $(EMR_REQUIREMENTS) "$$($(PY) -m msd_devtools.emr_runtime)"
 	$(EMR_PY) -m pip check
+	touch $@
+
+$(EMR_SPARK_STAMP): $(EMR_INTERPRETER) include/pipeline.toml include/msd_pipeline/targets/emr/releases.py spark_jobs/msdlib/config.py | setup
+	rm -rf $(EMR_SPARK_VENV)
+	"$$(cat $(EMR_INTERPRETER))" -m venv $(EMR_SPARK_VENV)
+	$(EMR_SPARK_PY) -m pip install --quiet --upgrade pip
+	$(EMR_SPARK_PY) -m pip install --quiet "$$($(PY) -m msd_devtools.emr_runtime)"
+	$(EMR_SPARK_PY) -m pip check
 	touch $@
 
 services-start: setup
@@ -71,7 +87,8 @@ test: setup setup-emr
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
-# The EMR runtime tier alone: both jobs through that Spark's spark-submit (about a minute).
+# The EMR runtime tier alone: both jobs through that Spark's spark-submit, with the
+# installed pins (.venv-emr) and with the dependency archive (.venv-emr-spark).
 test-emr-runtime: setup setup-emr
 	$(PY) -m pytest tests/emr_runtime
 

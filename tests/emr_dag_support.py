@@ -12,7 +12,6 @@ Scheduler and DAG-processor code paths that ``airflow dags test`` does not take 
 programs of tests/airflow_programs/ (``run_airflow_program``).
 """
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -20,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from moto.core.exceptions import ServiceException
 from moto.emr.models import Cluster, emr_backends
 
 from msdlib.config import load_config
 
 import airflow_support
 from emr_support import (ACCOUNT_ID, FAKE_ACCESS_KEY, FAKE_SECRET_KEY, REGION, Credentials,
-                         EmrStepDriver, StepOutcome, aws_connection, aws_env, client,
-                         download_prefix, latest_run, metadata_db_text, task_log_text,
-                         task_states)
+                         EmrStepDriver, StepOutcome, aws_connection, client, download_object,
+                         latest_run, local_spark_env, localize_model_uri, metadata_db_text,
+                         spark_submit, task_log_text, task_states)
 
 DAG_ID = "msd_emr_pipeline"
 BUCKET = "msd-e2e"
@@ -59,47 +59,28 @@ class RealStepRunner:
     def __call__(self, cluster: Any, step: Any) -> StepOutcome:
         args = list(step.args)
         py_files = args.index("--py-files")
-        local_zip = self._download(args[py_files + 1], step.id)
-        local_script = self._download(args[py_files + 2], step.id)
-        job_args = self._local_model(args[py_files + 3:], step.id)
-        spark_submit = os.path.join(os.path.dirname(__import__("pyspark").__file__), "bin", "spark-submit")
-        command = [spark_submit, "--master", "local[2]", "--deploy-mode", "client",
-                   "--py-files", local_zip, local_script, *job_args]
-        result = subprocess.run(command, env=self._node_env(cluster), capture_output=True,
-                                text=True, timeout=600)
+        step_dir = self.work_dir / step.id
+        local_zip = download_object(self.moto_url, args[py_files + 1], step_dir, self.credentials)
+        local_script = download_object(self.moto_url, args[py_files + 2], step_dir, self.credentials)
+        job_args = localize_model_uri(self.moto_url, args[py_files + 3:], step_dir / "model",
+                                      self.credentials)
+        command = [spark_submit(), "--master", "local[2]", "--deploy-mode", "client",
+                   "--py-files", str(local_zip), str(local_script), *job_args]
+        env = local_spark_env(self.moto_url, self.credentials, spark_env_exports(cluster))
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         return StepOutcome(result.returncode == 0, result.stdout, result.stderr)
 
-    def _local_model(self, job_args: List[str], step_id: str) -> List[str]:
-        """Harness adaptation: imputation's ``--model-uri s3://...`` as a local copy (Spark
-        from pip has no s3:// filesystem; EMR's EMRFS reads the URI itself)."""
-        if "--model-uri" not in job_args:
-            return job_args
-        at = job_args.index("--model-uri") + 1
-        local = download_prefix(self.moto_url, job_args[at], self.work_dir / step_id / "model",
-                                self.credentials)
-        return job_args[:at] + [str(local)] + job_args[at + 1:]
 
-    def _download(self, uri: str, step_id: str) -> str:
-        bucket, _, key = uri[len("s3://"):].partition("/")
-        target = self.work_dir / step_id / key.rsplit("/", 1)[-1]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        client("s3", self.moto_url, self.credentials).download_file(bucket, key, str(target))
-        return str(target)
-
-    def _node_env(self, cluster: Any) -> Dict[str, str]:
-        """The node's environment: AWS via the instance profile (here: moto), plus what
-        the cluster's spark-env classification exports. No MSD_MONGO_URI. Harness
-        adaptation: PYSPARK_PYTHON stays this interpreter, since the bootstrap's virtual
-        environment that spark-env names (msdlib.config.EMR_VENV_PYTHON) exists on EMR's
-        nodes only."""
-        env = {key: value for key, value in os.environ.items() if key != "MSD_MONGO_URI"}
-        env.update(aws_env(self.moto_url, self.credentials))
-        for classification in cluster.configurations:
-            if classification.get("Classification") == "spark-env":
-                for nested in classification.get("Configurations", []):
-                    env.update(nested.get("Properties", {}))
-        env["PYSPARK_PYTHON"] = sys.executable
-        return env
+def spark_env_exports(cluster: Any) -> Dict[str, str]:
+    """What the cluster's spark-env classification exports to every Spark process (the
+    Mongo secret's name, not the URI; msdlib.config.EMR_VENV_PYTHON, which
+    ``local_spark_env`` replaces by this interpreter)."""
+    exports: Dict[str, str] = {}
+    for classification in cluster.configurations:
+        if classification.get("Classification") == "spark-env":
+            for nested in classification.get("Configurations", []):
+                exports.update(nested.get("Properties", {}))
+    return exports
 
 
 def failing_step(cluster: Any, step: Any) -> StepOutcome:
@@ -112,7 +93,9 @@ def hanging_step(cluster: Any, step: Any) -> Optional[StepOutcome]:
     return None
 
 
-def write_config(path: Path, archive_url: str, database: str, **emr: Any) -> Path:
+def write_config(path: Path, archive_url: str, database: str,
+                 serverless: Optional[Dict[str, Any]] = None, **emr: Any) -> Path:
+    """The e2e configuration: ``emr`` overrides [emr], ``serverless`` [emr_serverless]."""
     config = load_config().to_dict()
     config["mongo"]["database"] = database
     config["pipeline"].update(retries=0, retry_delay_minutes=0)
@@ -128,6 +111,7 @@ def write_config(path: Path, archive_url: str, database: str, **emr: Any) -> Pat
     config["emr"].update({"s3_root": f"s3://{BUCKET}/pipeline", "poll_seconds": 1,
                           "log_wait_seconds": 3, "create_timeout_seconds": 30,
                           "step_timeout_seconds": 600, **emr})
+    config["emr_serverless"].update(serverless or {})
     path.write_text(json.dumps(config))
     return path
 
@@ -148,11 +132,13 @@ def run_pipeline(airflow_env: Dict[str, str], config_path: Path, step_runner, mo
                  logical_date: Optional[str] = None,
                  alongside: Optional[Callable[[], None]] = None,
                  node_credentials: Credentials = Credentials(),
-                 dag_id: str = DAG_ID) -> PipelineRun:
+                 dag_id: str = DAG_ID, driver: Any = None) -> PipelineRun:
     """Trigger the DAG once with ``airflow dags test`` while the driver plays EMR (and
-    ``alongside`` runs in a thread: another AWS user, the scheduler's part, ...)."""
+    ``alongside`` runs in a thread: another AWS user, the scheduler's part, ...).
+    ``driver``: another engine's driver (EMR Serverless's JobRunDriver) instead of the EMR
+    step driver over ``step_runner``."""
     before = set(emr_backend().clusters)
-    driver = EmrStepDriver(moto_url, step_runner, credentials=node_credentials)
+    driver = driver or EmrStepDriver(moto_url, step_runner, credentials=node_credentials)
     driver.start()
     helper = threading.Thread(target=alongside, daemon=True) if alongside else None
     if helper:
@@ -178,11 +164,39 @@ def emr_backend():
     return emr_backends[ACCOUNT_ID][REGION]
 
 
-def assert_no_secret_leaked(airflow_env: Dict[str, str], run: PipelineRun) -> None:
+def enforceable_policy(policy_path: Path, drop: Optional[str] = None,
+                       source_bucket: str = "msd-songs-of-another-owner") -> Dict[str, Any]:
+    """A policy of include/ as moto can enforce it: the placeholders filled in for this
+    account, bucket and prefix (as the docs say to), statements on other services than
+    S3 widened to Resource "*" (moto 5.2 matches them against "*" only; the ARNs and tag
+    conditions are checked on AWS by the preflight's iam:SimulatePrincipalPolicy), without
+    the statement ``drop``."""
+    text = (policy_path.read_text().replace("ACCOUNT_ID", ACCOUNT_ID)
+            .replace("CHANGE-ME-msd-bucket/msd-pipeline/", f"{BUCKET}/pipeline/")
+            .replace("CHANGE-ME-msd-bucket", BUCKET)
+            .replace("CHANGE-ME-source-bucket", source_bucket))
+    policy = json.loads(text)
+    statements = []
+    for statement in policy["Statement"]:
+        if statement["Sid"] == drop:
+            continue
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        if not all(action.startswith("s3:") for action in actions):
+            statement = {**statement, "Resource": "*"}
+        statements.append(statement)
+    assert drop is None or len(statements) == len(policy["Statement"]) - 1, drop
+    return {**policy, "Statement": statements}
+
+
+def assert_no_secret_leaked(airflow_env: Dict[str, str], run: PipelineRun,
+                            sent: Optional[Dict[str, str]] = None) -> None:
+    """No AWS key or Mongo password in the logs, the metadata DB, what the clusters got,
+    nor in ``sent`` (where → text: what another engine got)."""
     secrets = [FAKE_ACCESS_KEY, FAKE_SECRET_KEY, MONGO_PASSWORD]
     haystacks = {"task logs and output": run.logs,
                  "step arguments": json.dumps([step.args for c in run.clusters for step in c.steps]),
-                 "cluster configuration": repr([c.configurations for c in run.clusters])}
+                 "cluster configuration": repr([c.configurations for c in run.clusters]),
+                 **(sent or {})}
     for table, text in metadata_db_text(airflow_env).items():
         haystacks["metadata table " + table] = text
     for where, text in haystacks.items():
@@ -204,6 +218,11 @@ def assert_deferred(run: PipelineRun) -> None:
     """The create wait and both step sensors deferred, and their triggers (aiobotocore
     against moto) ran to completion: `airflow dags test` runs triggers in line."""
     assert run.output.count("[DAG TEST] Trigger completed") >= 3, run.describe()
+
+
+class EmrAccessDenied(ServiceException):
+    """What EMR answers a call the caller's policy does not allow (raised in moto's backend)."""
+    code = "AccessDeniedException"
 
 
 def create_cluster(moto_url: str, name: str, tags: Dict[str, str]) -> str:

@@ -21,6 +21,9 @@ harness adapts, never the product:
   (moto, like AWS, does not offer m5.xlarge in us-east-1e.)
 * moto's RunJobFlow with a subnet creates the ElasticMapReduce-* security groups without
   the V2 tag (EMR tags the groups it creates); no e2e run launches into a subnet.
+* Under IAM enforcement moto checks the signature of a request without a body (an EMR
+  Serverless GET) over its parsed parameters, so every such call fails with
+  SignatureDoesNotMatch; ``moto_server`` has it check the empty body the client signed.
 * ``recorded_calls`` reads moto's request recorder (process-wide; its writes are
   serialised here, as the threaded server may record two requests at once).
 """
@@ -30,7 +33,9 @@ import gzip
 import http.server
 import io
 import json
+import os
 import socket
+import sys
 import tarfile
 import threading
 import time
@@ -43,6 +48,7 @@ from botocore.exceptions import ClientError
 from moto.core.utils import utcnow
 from moto.emr.models import emr_backends
 from moto.iam.aws_managed_policies import aws_managed_policies_data
+from moto.iam.access_control import IAMRequestBase
 from moto.iam.models import AWSManagedPolicy, iam_backends
 from moto.moto_api import recorder
 from moto.moto_api._internal.recorder.models import Recorder
@@ -77,6 +83,8 @@ def moto_server(*buckets: str) -> Iterator[str]:
     server.start()
     moto_get_quota = ServiceQuotasBackend.get_service_quota
     ServiceQuotasBackend.get_service_quota = _get_service_quota_with_ec2(moto_get_quota)
+    moto_aws_request = IAMRequestBase._create_aws_request
+    IAMRequestBase._create_aws_request = _bodyless_requests_signed_as_sent(moto_aws_request)
     try:
         host, port = server.get_host_and_port()
         url = "http://{}:{}".format(host, port)
@@ -85,7 +93,24 @@ def moto_server(*buckets: str) -> Iterator[str]:
         yield url
     finally:
         ServiceQuotasBackend.get_service_quota = moto_get_quota
+        IAMRequestBase._create_aws_request = moto_aws_request
         server.stop()
+
+
+def _bodyless_requests_signed_as_sent(moto_aws_request):
+    """moto 5.2 checks the signature of a request without a body (an EMR Serverless GET:
+    GetApplication, ListApplications, GetJobRun) over its parsed parameters as if they were
+    the body, so under IAM enforcement every such call fails with SignatureDoesNotMatch;
+    AWS signs the empty body the client sent."""
+    def create_aws_request(iam_request):
+        if iam_request._body:
+            return moto_aws_request(iam_request)
+        parsed, iam_request._data = iam_request._data, b""
+        try:
+            return moto_aws_request(iam_request)
+        finally:
+            iam_request._data = parsed
+    return create_aws_request
 
 
 def _get_service_quota_with_ec2(moto_get_quota):
@@ -127,6 +152,46 @@ def download_prefix(endpoint_url: str, uri: str, target: Path,
             local.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, item["Key"], str(local))
     return target
+
+
+def download_object(endpoint_url: str, uri: str, target_dir: Path,
+                    credentials: Optional["Credentials"] = None) -> Path:
+    """The s3:// object ``uri`` into ``target_dir``, under its own file name."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    target = target_dir / key.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    client("s3", endpoint_url, credentials or Credentials()).download_file(bucket, key, str(target))
+    return target
+
+
+def localize_model_uri(endpoint_url: str, job_args: List[str], target_dir: Path,
+                       credentials: Optional["Credentials"] = None) -> List[str]:
+    """Harness adaptation: imputation's ``--model-uri s3://...`` as a local copy in
+    ``target_dir`` (Spark from pip has no s3:// filesystem; EMR's EMRFS reads the URI itself)."""
+    if "--model-uri" not in job_args:
+        return list(job_args)
+    at = job_args.index("--model-uri") + 1
+    local = download_prefix(endpoint_url, job_args[at], target_dir, credentials)
+    return [*job_args[:at], str(local), *job_args[at + 1:]]
+
+
+def spark_submit() -> str:
+    """pyspark's own spark-submit."""
+    return os.path.join(os.path.dirname(__import__("pyspark").__file__), "bin", "spark-submit")
+
+
+def local_spark_env(endpoint_url: str, credentials: "Credentials",
+                    exported: Dict[str, str]) -> Dict[str, str]:
+    """The environment of a job on local Spark as an EMR node gives it: AWS via the node's
+    role (here: moto) plus what the cluster exports to Spark's processes, never this
+    process's MSD_MONGO_URI. Harness adaptation: PYSPARK_PYTHON stays this interpreter,
+    since EMR's Python environments (the bootstrap's virtual environment, a dependency
+    archive) exist on EMR only."""
+    env = {key: value for key, value in os.environ.items() if key != "MSD_MONGO_URI"}
+    env.update(aws_env(endpoint_url, credentials))
+    env.update(exported)
+    env["PYSPARK_PYTHON"] = sys.executable
+    return env
 
 
 def prepare_account(endpoint_url: str) -> None:
@@ -176,6 +241,15 @@ def _load_aws_managed_policy(name: str) -> None:
 class RecordedCall:
     access_key: str
     action: str  # IAM action name, e.g. "s3:GetObject"
+
+
+def calls_by_principal(calls: List["RecordedCall"], principals: Dict[str, str]) -> Dict[str, set]:
+    """The IAM actions each principal (by access key) called."""
+    called: Dict[str, set] = {principal: set() for principal in principals.values()}
+    for call in calls:
+        if call.access_key in principals:
+            called[principals[call.access_key]].add(call.action)
+    return called
 
 
 @contextlib.contextmanager
@@ -383,19 +457,13 @@ class StepOutcome:
 StepRunner = Callable[[Any, Any], Optional[StepOutcome]]  # (cluster, step) → outcome; None: hang
 
 
-class EmrStepDriver(threading.Thread):
-    """Plays EMR for moto: runs RUNNING steps with ``step_runner``, writes their logs to
-    LogUri, completes or fails them, starts PENDING ones."""
+class PollingDriver(threading.Thread):
+    """A thread that plays an AWS service for moto: ``_advance`` every ``poll_seconds``
+    until ``stop``; what it raises is collected in ``errors`` for the test to surface."""
 
-    def __init__(self, endpoint_url: str, step_runner: StepRunner, poll_seconds: float = 0.2,
-                 credentials: Credentials = Credentials()):
+    def __init__(self, poll_seconds: float):
         super().__init__(daemon=True)
-        self.endpoint_url = endpoint_url
-        self.credentials = credentials  # the log pusher's: the cluster's instance profile
-        self.earlier_clusters = set(emr_backends[ACCOUNT_ID][REGION].clusters)  # not played
-        self.step_runner = step_runner
         self.poll_seconds = poll_seconds
-        self.handled: List[str] = []
         self.errors: List[BaseException] = []
         self._stopping = threading.Event()
 
@@ -410,6 +478,23 @@ class EmrStepDriver(threading.Thread):
             except BaseException as exc:  # surfaced by the test through .errors
                 self.errors.append(exc)
             self._stopping.wait(self.poll_seconds)
+
+    def _advance(self) -> None:
+        raise NotImplementedError
+
+
+class EmrStepDriver(PollingDriver):
+    """Plays EMR for moto: runs RUNNING steps with ``step_runner``, writes their logs to
+    LogUri, completes or fails them, starts PENDING ones."""
+
+    def __init__(self, endpoint_url: str, step_runner: StepRunner, poll_seconds: float = 0.2,
+                 credentials: Credentials = Credentials()):
+        super().__init__(poll_seconds)
+        self.endpoint_url = endpoint_url
+        self.credentials = credentials  # the log pusher's: the cluster's instance profile
+        self.earlier_clusters = set(emr_backends[ACCOUNT_ID][REGION].clusters)  # not played
+        self.step_runner = step_runner
+        self.handled: List[str] = []
 
     def _advance(self) -> None:
         backend = emr_backends[ACCOUNT_ID][REGION]

@@ -3,8 +3,8 @@
 own, driven in headless Chromium by the node scripts of tests/browser/.
 
     with running_ui(tmp_path_factory, mongo_uri, tracking_uri) as ui:
-        outcome = run_browser_script("trigger_dag.mjs", "--url", ui["url"], ...,
-                                     timeout_seconds=600)
+        outcome = run_browser_script("asset_retrain.mjs", "--url", ui["url"], ...,
+                                     timeout_seconds=1200)
 """
 import contextlib
 import json

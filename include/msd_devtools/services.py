@@ -138,22 +138,27 @@ def mongo_uri(port: int = 27017) -> str:
 
 
 def spark_master_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 7077,
-                         webui_port: int = 8090) -> ManagedProcess:
-    argv = [_spark_class(), "org.apache.spark.deploy.master.Master",
+                         webui_port: int = 8090,
+                         spark_dir: Optional[str] = None) -> ManagedProcess:
+    """``spark_dir``: another Spark installation than this venv's pyspark."""
+    argv = [_spark_class(spark_dir), "org.apache.spark.deploy.master.Master",
             "--host", HOST, "--port", str(port), "--webui-port", str(webui_port)]
     return ManagedProcess("spark-master", argv, port, state_dir,
-                          lambda: _master_state(webui_port) is not None, env=_spark_env())
+                          lambda: _master_state(webui_port) is not None,
+                          env=_spark_env(spark_dir))
 
 
 def spark_worker_service(state_dir: Path = DEFAULT_STATE_DIR, master_port: int = 7077,
                          master_webui_port: int = 8090, webui_port: int = 8091,
-                         cores: int = 2, memory: str = "2g") -> ManagedProcess:
-    argv = [_spark_class(), "org.apache.spark.deploy.worker.Worker",
+                         cores: int = 2, memory: str = "2g",
+                         spark_dir: Optional[str] = None) -> ManagedProcess:
+    argv = [_spark_class(spark_dir), "org.apache.spark.deploy.worker.Worker",
             "--host", HOST, "--webui-port", str(webui_port), "--cores", str(cores),
             "--memory", memory, "--work-dir", str(state_dir / "spark-work"),
             spark_master_url(master_port)]
     return ManagedProcess("spark-worker", argv, webui_port, state_dir,
-                          lambda: _alive_workers(master_webui_port) > 0, env=_spark_env())
+                          lambda: _alive_workers(master_webui_port) > 0,
+                          env=_spark_env(spark_dir))
 
 
 def mlflow_service(state_dir: Path = DEFAULT_STATE_DIR, port: int = 5000) -> ManagedProcess:
@@ -231,12 +236,13 @@ def _venv_script(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def _spark_class() -> str:
-    return os.path.join(spark_home(), "bin", "spark-class")
+def _spark_class(spark_dir: Optional[str] = None) -> str:
+    return os.path.join(spark_dir or spark_home(), "bin", "spark-class")
 
 
-def _spark_env() -> Dict[str, str]:
-    return {"SPARK_HOME": spark_home(), "SPARK_LOCAL_IP": HOST, "PYSPARK_PYTHON": sys.executable}
+def _spark_env(spark_dir: Optional[str] = None) -> Dict[str, str]:
+    return {"SPARK_HOME": spark_dir or spark_home(), "SPARK_LOCAL_IP": HOST,
+            "PYSPARK_PYTHON": sys.executable}
 
 
 def _mongo_ready(port: int) -> bool:

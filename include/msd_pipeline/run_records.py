@@ -4,7 +4,8 @@ Schema (``schema_version`` 1), shared by every target:
 
     _id              "<dag_id>:<run_key>" (a re-run of collect_metrics replaces it)
     schema_version   1
-    dag_id, airflow_run_id, run_key, target ("spark_submit" | "emr"), status ("success")
+    dag_id, airflow_run_id, run_key, target ("spark_submit" | "emr" | "emr_serverless"),
+                     status ("success")
     started_at       the DAG run's start (datetime, UTC)
     recorded_at      when this record was written (datetime, UTC)
     params           the Params form values of the run
@@ -16,8 +17,9 @@ Schema (``schema_version`` 1), shared by every target:
     imputation       the impute job's JSON summary (None: nothing imputed)
     decision         the champion/challenger decision record (msd_pipeline.decisions)
     artifacts        {run_uri, metrics_uri, report_uri, config_uri}
-    target_details   target-specific facts (EMR: cluster id, instance-hours, cost: provisional
-                     when collect_metrics writes it, final after the teardown)
+    target_details   target-specific facts (EMR: cluster id, instance-hours; EMR Serverless:
+                     application id, release, per-job-run billed utilization; both: cost,
+                     provisional when collect_metrics writes it, final after the teardown)
 """
 import contextlib
 import datetime

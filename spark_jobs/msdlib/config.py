@@ -44,6 +44,10 @@ GPU_CORE_TYPE = r"(g4dn|g5|g6)\.[0-9a-z]+"
 # Graviton (ARM) families carry a "g" after the generation (m6g, c7gn, g5g): AWS's RAPIDS
 # page lists ARM types as unsupported for the primary node.
 ARM_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
+SERVERLESS_ARCHITECTURES = ("X86_64", "ARM64")
+# "archive": the jobs' packages as a spark.archives dependency archive; "image": a
+# custom EMR Serverless image (emr_serverless.image_uri) that carries them.
+SERVERLESS_DEPENDENCIES = ("archive", "image")
 # The Spark jobs' virtual environment on every EMR node: include/emr/bootstrap.sh creates
 # it there (the cluster request passes this path), and the cluster's spark-defaults
 # (spark.pyspark.python) and spark-env (PYSPARK_PYTHON) point PySpark at its interpreter.
@@ -449,6 +453,60 @@ def container_image_problems(emr: "EmrSettings") -> Iterator[str]:
 
 
 @dataclass(frozen=True)
+class EmrServerlessSettings:
+    """The EMR Serverless pipeline (dags/msd_emr_serverless_pipeline.py,
+    docs/emr-serverless.md). The AWS connection, region, S3 root, release label, tags,
+    Mongo secret prefix, polling, deferral, log wait and staging slice are the [emr]
+    section's; nothing secret goes here."""
+    # Run applications are named <application_name>-<run key>: how the teardown finds them.
+    application_name: str = setting("msd-pipeline", parse_time=True)
+    # The job runs' IAM role (include/emr_serverless/); empty fails the preflight.
+    execution_role_arn: str = setting("")
+    architecture: str = setting("X86_64", Rule(choices=SERVERLESS_ARCHITECTURES))
+    dependencies: str = setting("archive", Rule(choices=SERVERLESS_DEPENDENCIES))
+    # ECR image URI (docker/emr-serverless/Dockerfile), required when dependencies = "image".
+    image_uri: str = setting("")
+    # The application's network configuration, so that the jobs reach MongoDB.
+    subnet_ids: List[str] = setting([])
+    security_group_ids: List[str] = setting([])
+    # Pre-initialized capacity (billed while the application is started) and its workers.
+    initial_driver_workers: int = setting(1, POSITIVE)
+    initial_executor_workers: int = setting(2, POSITIVE)
+    worker_cpu: str = setting("4 vCPU")
+    worker_memory: str = setting("16 GB")
+    worker_disk: str = setting("20 GB")
+    # The application's ceiling over all its job runs.
+    maximum_cpu: str = setting("48 vCPU")
+    maximum_memory: str = setting("192 GB")
+    maximum_disk: str = setting("1000 GB")
+    # Backstop: AWS stops an idle application after this many minutes.
+    auto_stop_idle_minutes: int = setting(15, POSITIVE)
+    # The application is CREATED and STARTED within this.
+    create_timeout_seconds: int = setting(600, POSITIVE, parse_time=True)
+    # Each job run ends within this (StartJobRun executionTimeoutMinutes: AWS cancels it
+    # then; the task's own timeout adds its margins).
+    job_timeout_minutes: int = setting(180, POSITIVE, parse_time=True)
+    # The cost estimate (include/msd_pipeline/targets/emr_serverless/cost.py): a job run
+    # bills its billedResourceUtilization. USD per vCPU-hour, memory GB-hour and storage
+    # GB-hour by "<region>/<architecture>", read 2026-12-07 — not from AWS's own price
+    # API, which none of the sources reachable here held: us-east-1 x86 from the
+    # generated EMR Serverless price list of GoogleCloudPlatform/PerfKitBenchmarker
+    # (perfkitbenchmarker/providers/aws/aws_dpb_emr_serverless_prices.py, which cites
+    # https://aws.amazon.com/emr/pricing), the vCPU and memory rates also in independent
+    # cost write-ups. ARM64 (Graviton) prices were in no reachable source: an ARM64 run
+    # logs a missing price until you add them. Check https://aws.amazon.com/emr/pricing/.
+    prices: Dict[str, Dict[str, float]] = setting({
+        "us-east-1/X86_64": {"vCPUHour": 0.052624, "memoryGBHour": 0.0057785,
+                             "storageGBHour": 0.000111}})
+
+    def problems(self) -> Iterator[str]:
+        if self.dependencies == "image" and not self.image_uri:
+            yield ('emr_serverless.image_uri is required when emr_serverless.dependencies '
+                   'is "image": the ECR URI of the image built from '
+                   'docker/emr-serverless/Dockerfile')
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """DAG-level settings of the pipeline DAGs (read by Airflow when it parses them)."""
     # Cron expression or preset for the whole lifecycle in one run; "" means manual runs
@@ -514,6 +572,7 @@ class PipelineConfig:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     staging: StagingSettings = field(default_factory=StagingSettings)
     emr: EmrSettings = field(default_factory=EmrSettings)
+    emr_serverless: EmrServerlessSettings = field(default_factory=EmrServerlessSettings)
     retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
 
     def to_dict(self) -> Dict[str, Any]:

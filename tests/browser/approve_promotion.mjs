@@ -2,11 +2,13 @@
 // approval task's Required Actions tab.
 //
 //   node approve_promotion.mjs --url http://127.0.0.1:8300 --dag msd_local_pipeline \
-//     --task model.approve --screenshot out.png [--timeout-seconds 900]
+//     --task model.approve [--param generated_songs=150 ...] --screenshot out.png \
+//     [--timeout-seconds 900]
 //
-// Triggers the DAG from its form with the defaults, waits until the run's approval task
-// awaits input, clicks Approve on that task's Required Actions tab, waits for the run
-// to end and keeps a screenshot of the answered action. Prints one JSON line: {run_id,
+// Triggers the DAG from its form with the --param values filled in (the defaults for the
+// rest), waits until the run's approval task awaits input, clicks Approve on that task's
+// Required Actions tab, waits for the run to end and keeps a screenshot of the answered
+// action. Prints one JSON line: {run_id,
 // state, response (the UI's answer: chosen_options, responded_by), task_states,
 // screenshot}; exits 0 when the run succeeded, 1 otherwise.
 import fs from 'node:fs';
@@ -16,7 +18,7 @@ import {
 } from './chromium.mjs';
 
 function parseArgs(argv) {
-  const args = { timeoutSeconds: 900 };
+  const args = { params: {}, timeoutSeconds: 900 };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (flag === '--url') args.url = value.replace(/\/$/, '');
@@ -24,7 +26,10 @@ function parseArgs(argv) {
     else if (flag === '--task') args.task = value;
     else if (flag === '--screenshot') args.screenshot = value;
     else if (flag === '--timeout-seconds') args.timeoutSeconds = Number(value);
-    else throw new Error(`unknown argument ${flag}`);
+    else if (flag === '--param') {
+      const [name, ...rest] = value.split('=');
+      args.params[name] = rest.join('=');
+    } else throw new Error(`unknown argument ${flag}`);
   }
   if (!args.url || !args.dag || !args.task || !args.screenshot) {
     throw new Error('--url, --dag, --task and --screenshot are required');
@@ -72,7 +77,7 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   const deadline = Date.now() + args.timeoutSeconds * 1000;
   await withPage({ width: 1400, height: 1000 }, async (page) => {
-    const runId = await triggerFromForm(page, args.url, args.dag, {});
+    const runId = await triggerFromForm(page, args.url, args.dag, args.params);
     await waitForAwaitingInput(page, args, runId, deadline);
     const response = await approveInUi(page, args, runId);
     const state = await finalRunState(page, args.url, args.dag, runId, deadline);

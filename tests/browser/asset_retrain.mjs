@@ -3,7 +3,7 @@
 //   node asset_retrain.mjs --url http://127.0.0.1:8300 --ingest-dag msd_local_pipeline \
 //     --retrain-dag msd_retrain_local --conf '{"train": false}' --screenshot out.png
 //
-// Unpauses the retrain DAG, triggers the ingest DAG with --conf through the REST API of
+// Unpauses both DAGs, triggers the ingest DAG with --conf through the REST API of
 // the logged-in UI session, waits for it, waits for the asset-triggered retrain run that
 // consumed its `songs` event, then opens Assets → songs and waits for the retrain DAG to
 // show there. Prints one JSON line: {ingest_run_id, ingest_state, retrain_run_id,
@@ -46,7 +46,9 @@ async function main() {
   await withPage({ width: 1400, height: 1000 }, async (page) => {
     await page.goto(`${args.url}/dags/${args.retrainDag}`);  // the session's token
     await page.waitForLoadState('networkidle');
-    await api(page, 'PATCH', `${args.url}/api/v2/dags/${args.retrainDag}`, { is_paused: false });
+    for (const dag of [args.ingestDag, args.retrainDag]) {
+      await api(page, 'PATCH', `${args.url}/api/v2/dags/${dag}`, { is_paused: false });
+    }
     const ingest = await api(page, 'POST', `${args.url}/api/v2/dags/${args.ingestDag}/dagRuns`,
       { logical_date: null, conf: args.conf });
     const ingestState = await finalRunState(

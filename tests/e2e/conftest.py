@@ -2,7 +2,8 @@
 tests/emr_dag_support.py): one moto server for the session with the pipeline's bucket and
 the account prepared as docs/emr.md says (V2 tags, EMR roles) so runs pass the preflight,
 generated songs served as an archive over HTTP, the session's SecantusDB reached with a
-password, and Airflow's environment with a model registry of each test's own."""
+password, and Airflow's environment with a model registry emptied for each test (one
+MLflow server for these tests, apart from the session's)."""
 import pytest
 
 import airflow_support
@@ -41,11 +42,26 @@ def mongo_with_password(mongo_uri):
                                             authSource="admin")
 
 
-@pytest.fixture
-def empty_registry_uri(tmp_path):
-    """An MLflow server of this test's own: every run here starts with no champion."""
-    with services.running_mlflow(tmp_path / "mlflow") as uri:
+@pytest.fixture(scope="session")
+def emr_registry_server(tmp_path_factory):
+    with services.running_mlflow(tmp_path_factory.mktemp("emr_mlflow")) as uri:
         yield uri
+
+
+@pytest.fixture
+def empty_registry_uri(emr_registry_server):
+    """The EMR tests' MLflow server without the pipeline's registered model (its versions
+    and aliases go with it): every run here starts with no champion."""
+    from mlflow.exceptions import MlflowException
+
+    from msd_pipeline import registry
+
+    try:
+        registry.client(emr_registry_server).delete_registered_model(registry.MODEL_NAME)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    return emr_registry_server
 
 
 @pytest.fixture

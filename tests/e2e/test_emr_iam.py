@@ -2,8 +2,9 @@
 enforcement, as two IAM users holding the repository's two policies (include/emr/), every
 call the run made (moto's request recorder) an action of the preflight's table
 (targets/emr/preflight/actions.py), and for every statement a call of the pipeline's code
-that it allows and that is denied once the statement is dropped. How moto plays EMR:
-tests/emr_dag_support.py."""
+that it allows and that is denied once the statement is dropped. The run's instance type
+has no price, so it also shows a missing price leaving the cost unknown and the run green.
+How moto plays EMR: tests/emr_dag_support.py."""
 import contextlib
 import json
 import uuid
@@ -17,9 +18,9 @@ from msdlib.config import load_config
 
 from emr_dag_support import (BUCKET, DAG_ID, SONGS, RealStepRunner, airflow_env_for,
                              assert_deferred, assert_run_cleaned_up, create_cluster,
-                             emr_backend, run_pipeline, write_config)
-from emr_support import (ACCOUNT_ID, INSTANCE_PROFILE, REGION, aws_env, client, iam_user,
-                         recorded_calls, replace_user_policy, set_iam_enforcement)
+                             emr_backend, enforceable_policy, run_pipeline, write_config)
+from emr_support import (INSTANCE_PROFILE, REGION, aws_env, calls_by_principal, client,
+                         iam_user, recorded_calls, replace_user_policy, set_iam_enforcement)
 from msd_pipeline.targets.emr.preflight import actions
 from project_paths import PROJECT_ROOT
 
@@ -27,7 +28,7 @@ from project_paths import PROJECT_ROOT
 # moto 5.2: every request is signed and matched against the caller's policies by action.
 # S3 requests are matched against the bucket or object ARN as well. Every other service
 # is matched against Resource "*", so a statement scoped to EMR cluster or secret ARNs
-# never matches there: ``moto_enforceable`` widens those statements' Resource to "*" (the
+# never matches there: ``enforceable_policy`` (emr_dag_support) widens those statements' Resource to "*" (the
 # ARNs and tag conditions are checked in AWS only: by the preflight's
 # iam:SimulatePrincipalPolicy, which moto lacks). Conditions (tags, s3:prefix) are not evaluated; iam:PassRole is never checked;
 # a HEAD of a missing key is a 404 whatever the ListBucket grant. RunJobFlow's
@@ -42,24 +43,10 @@ NOT_ENFORCED_BY_MOTO = {"PassTheEmrRoles", "AutoTerminationOfPipelineClusters"}
 
 
 def moto_enforceable(user: str, drop: Optional[str] = None) -> Dict[str, Any]:
-    """The user's policy from include/emr/ with the placeholders filled in for this test's
-    account, bucket and prefix (as docs/emr.md says to), without the statement ``drop``."""
-    text = (PROJECT_ROOT / "include" / "emr" / POLICIES[user]).read_text()
-    text = (text.replace("ACCOUNT_ID", ACCOUNT_ID)
-            .replace("CHANGE-ME-msd-bucket/msd-pipeline/", f"{BUCKET}/pipeline/")
-            .replace("CHANGE-ME-msd-bucket", BUCKET)
-            .replace("CHANGE-ME-source-bucket", SOURCE_BUCKET))
-    policy = json.loads(text)
-    statements = []
-    for statement in policy["Statement"]:
-        if statement["Sid"] == drop:
-            continue
-        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-        if not all(action.startswith("s3:") for action in actions):
-            statement = {**statement, "Resource": "*"}
-        statements.append(statement)
-    assert drop is None or len(statements) == len(policy["Statement"]) - 1, drop
-    return {**policy, "Statement": statements}
+    """The user's policy from include/emr/ as moto enforces it, without the statement
+    ``drop`` (emr_dag_support.enforceable_policy)."""
+    return enforceable_policy(PROJECT_ROOT / "include" / "emr" / POLICIES[user], drop,
+                              SOURCE_BUCKET)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +74,12 @@ def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users,
                                                            mongo_with_password, mongo_uri,
                                                            empty_registry_uri, tmp_path):
     """The whole run under IAM enforcement: Airflow's calls as the Airflow principal, the
-    jobs' calls (and EMR's log pushing) as the instance profile."""
+    jobs' calls (and EMR's log pushing) as the instance profile. Its instance type has no
+    price: the cost is unknown and the run stays green."""
     database = "emr_e2e_iam_" + uuid.uuid4().hex[:8]
-    config = write_config(tmp_path / "config.json", song_archive, database)
+    # A file adds to the default price tables, so an unpriced type makes the price missing.
+    config = write_config(tmp_path / "config.json", song_archive, database,
+                          master_instance_type="m5.4xlarge", core_instance_type="m5.4xlarge")
     env = airflow_env_for(moto_url, mongo_with_password, iam_users[AIRFLOW_USER],
                           empty_registry_uri)
     node = iam_users[NODE_USER]
@@ -108,17 +98,19 @@ def test_every_call_of_a_run_is_allowed_by_the_two_policies(moto_url, iam_users,
         assert names <= table, f"{principal} called actions the table lacks: {names - table}"
     assert "AccessDenied" not in run.logs and "not authorized" not in run.logs
     assert_deferred(run)  # the triggers' calls were checked too
-    assert pymongo.MongoClient(mongo_uri)[database]["songs"].count_documents({}) == SONGS
+    db = pymongo.MongoClient(mongo_uri)[database]
+    assert db["songs"].count_documents({}) == SONGS
+    assert_cost_unknown_for_the_missing_price(run, db["pipeline_runs"].find_one())
     assert_run_cleaned_up(run, moto_url)
 
 
-def calls_by_principal(calls, principals: Dict[str, str]) -> Dict[str, set]:
-    """The IAM actions each principal (by access key) called."""
-    called: Dict[str, set] = {principal: set() for principal in principals.values()}
-    for call in calls:
-        if call.access_key in principals:
-            called[principals[call.access_key]].add(call.action)
-    return called
+def assert_cost_unknown_for_the_missing_price(run, record) -> None:
+    assert run.tasks["report.collect_metrics"] == "success"
+    assert "No price for m5.4xlarge in emr.ec2_hourly_prices" in run.logs
+    cost = record["target_details"]["cost"]
+    assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
+    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
+    assert cost["instance_hours"] > 0
 
 
 @dataclass

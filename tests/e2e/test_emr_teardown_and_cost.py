@@ -1,22 +1,21 @@
 """``airflow dags test msd_emr_pipeline`` against moto, on what a first real run showed to
-be holes: a cluster that ended with errors, clusters the run does not own (in a spot run
-whose final cost the teardown records), the final cost over every cluster of a run, a
-missing price, a termination that is denied, a run timeout (the scheduler's part applied
-to the metadata DB, then the DAG processor's own failure-callback code). How moto plays
-EMR: tests/emr_dag_support.py."""
+be holes: a cluster that ended with errors, the final cost over every cluster of a run, a
+termination that is denied, a run timeout (the scheduler's part applied to the metadata
+DB, then the DAG processor's own failure-callback code). Clusters the run does not own, in
+a spot run whose final cost the teardown records: the success path of
+tests/e2e/test_emr_run_paths.py; a missing price: the run of tests/e2e/test_emr_iam.py.
+How moto plays EMR: tests/emr_dag_support.py."""
 import datetime
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Dict, List
 
-import pymongo
 import pytest
-from moto.core.exceptions import ServiceException
 
-from emr_dag_support import (DAG_ID, RealStepRunner, assert_run_cleaned_up, create_cluster,
-                             emr_backend, hanging_step, run_airflow_program, run_pipeline,
-                             write_config)
+from emr_dag_support import (DAG_ID, EmrAccessDenied, RealStepRunner, assert_run_cleaned_up,
+                             create_cluster, emr_backend, hanging_step, run_airflow_program,
+                             run_pipeline, write_config)
 from emr_support import REGION, aws_env, client, latest_run, metadata_db_path, wait_until
 from msdlib.config import load_config
 
@@ -71,90 +70,6 @@ def test_the_final_cost_counts_every_cluster_of_the_run_ended_or_not(moto_url, m
     finally:  # the next tests check that no cluster is left active
         for cluster_id in (released, impute, other_run):
             backend.clusters[cluster_id].terminate()
-
-
-class EmrAccessDenied(ServiceException):
-    code = "AccessDeniedException"
-
-
-def test_clusters_the_run_does_not_own_are_left_alone(emr_airflow_env, moto_url, song_archive,
-                                                      mongo_uri, tmp_path, monkeypatch):
-    """Another team's active cluster is never described; one carrying this run's name but
-    not the pipeline's tag (so DescribeCluster is denied by the policy) is skipped with a
-    warning. Both stay up; the run succeeds and its own cluster is terminated. Its core
-    nodes are on spot: the final cost, recorded by the teardown, counts its own cluster
-    only, up to its termination, with the EMR fee undiscounted."""
-    database = "emr_e2e_foreign_" + uuid.uuid4().hex[:8]
-    # The spot timeout (at least 5 minutes) must end within the create timeout.
-    config = write_config(tmp_path / "config.json", song_archive, database,
-                          core_on_spot=True, spot_timeout_minutes=5, create_timeout_seconds=600,
-                          spot_price_fraction=0.5, ec2_hourly_prices={"m5.xlarge": 0.2},
-                          emr_hourly_fees={"m5.xlarge": 0.05})
-    backend = emr_backend()
-    before = set(backend.clusters)
-    others = create_cluster(moto_url, "analytics-nightly", {"team": "analytics"})
-    same_name: List[str] = []
-
-    def another_airflow_starts_a_cluster_named_like_the_run():
-        wait_until(lambda: set(backend.clusters) - before - {others}, timeout=300,
-                   message="the run never created its cluster")
-        [ours] = [backend.clusters[cid] for cid in set(backend.clusters) - before - {others}]
-        same_name.append(create_cluster(moto_url, ours.name, {"team": "other-airflow"}))
-
-    described: List[str] = []
-    real_describe = backend.describe_cluster
-
-    def describe_as_the_policy_allows(cluster_id):
-        described.append(cluster_id)
-        if cluster_id in same_name:
-            raise EmrAccessDenied("User is not authorized to perform: "
-                                 "elasticmapreduce:DescribeCluster on " + cluster_id)
-        return real_describe(cluster_id)
-
-    monkeypatch.setattr(backend, "describe_cluster", describe_as_the_policy_allows)
-    try:
-        run = run_pipeline(emr_airflow_env, config, RealStepRunner(moto_url, tmp_path),
-                           moto_url, alongside=another_airflow_starts_a_cluster_named_like_the_run)
-        assert run.state == "success", run.describe()
-        assert others not in described and same_name[0] in described
-        assert "may not be described" in run.logs
-        foreign = {others, *same_name}
-        [own] = [c for c in run.clusters if c.id not in foreign]
-        assert own.state == "TERMINATED"
-        assert [backend.clusters[cid].state for cid in sorted(foreign)] == ["WAITING", "WAITING"]
-        cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()[
-            "target_details"]["cost"]
-        assert cost["final"] is True and [c["cluster_id"] for c in cost["clusters"]] == [own.id]
-        hours = (own.end_datetime - own.creation_datetime).total_seconds() / 3600
-        assert cost["hours"] == pytest.approx(hours, abs=1e-4)
-        master, core = cost["clusters"][0]["lines"]
-        assert (core["market"], core["ec2_usd_per_hour"], core["emr_usd_per_hour"]) == (
-            "SPOT", 0.1, 0.05)
-        # master 0.2 + 0.05 on demand; two core nodes at 0.2 × 0.5 + 0.05 on spot
-        assert cost["estimated_usd"] == pytest.approx(hours * (0.25 + 2 * 0.15), abs=1e-3)
-        assert "Final cost stored in run record" in run.logs
-    finally:
-        for cluster_id in (others, *same_name):
-            backend.clusters[cluster_id].terminate()
-
-
-def test_a_missing_price_leaves_the_cost_unknown_and_the_run_green(emr_airflow_env, moto_url,
-                                                                   song_archive, mongo_uri,
-                                                                   tmp_path):
-    database = "emr_e2e_price_" + uuid.uuid4().hex[:8]
-    # A file adds to the default price tables, so an unpriced type makes the price missing.
-    config = write_config(tmp_path / "config.json", song_archive, database,
-                          master_instance_type="m5.4xlarge", core_instance_type="m5.4xlarge")
-    run = run_pipeline(emr_airflow_env, config, RealStepRunner(moto_url, tmp_path), moto_url)
-
-    assert run.state == "success", run.describe()
-    assert run.tasks["report.collect_metrics"] == "success"
-    assert "No price for m5.4xlarge in emr.ec2_hourly_prices" in run.logs
-    cost = pymongo.MongoClient(mongo_uri)[database]["pipeline_runs"].find_one()["target_details"]["cost"]
-    assert cost["final"] is True and "unknown (no price for m5.4xlarge)" in run.logs
-    assert cost["estimated_usd"] is None and cost["missing_prices"] == ["m5.4xlarge"]
-    assert cost["instance_hours"] > 0
-    assert_run_cleaned_up(run, moto_url)
 
 
 def test_a_failed_termination_fails_a_run_whose_work_succeeded(emr_airflow_env, moto_url,

@@ -1,9 +1,9 @@
 """The preflight's logic without AWS: findings and the verdict, the Airflow principal
 from a caller ARN, reading SimulatePrincipalPolicy's answer, vCPUs against quotas, the
 V2 tag; and the action table against include/emr/*.json, evaluated statement by
-statement (actions, resources and conditions with wildcards) like IAM does."""
+statement (actions, resources and conditions with wildcards) like IAM does
+(tests/iam_support.py)."""
 import dataclasses
-import fnmatch
 import json
 
 import pytest
@@ -16,6 +16,7 @@ from msd_pipeline.targets.emr.preflight.capacity import (ON_DEMAND, SPOT, is_sta
                                                          node_groups, vcpus_needed)
 from msd_pipeline.targets.emr.preflight.checks import V2_TAG, has_v2_tag, untagged
 from msd_pipeline.targets.emr.preflight.iam import Scope, denials, principal_arn
+from iam_support import allowed, as_list
 from project_paths import PROJECT_ROOT
 
 ACCOUNT = "123456789012"
@@ -111,46 +112,6 @@ def test_the_v2_tag_must_say_true():
 def policy(principal):
     text = (PROJECT_ROOT / "include" / "emr" / POLICY_FILES[principal]).read_text()
     return json.loads(text.replace("ACCOUNT_ID", ACCOUNT))
-
-
-def as_list(value):
-    return [value] if isinstance(value, str) else list(value)
-
-
-def matches(pattern, value, case_sensitive=True):
-    """IAM's wildcards: * any run of characters (slashes too), ? one character."""
-    if not case_sensitive:
-        pattern, value = pattern.lower(), value.lower()
-    return fnmatch.fnmatchcase(value, pattern)
-
-
-def conditions_hold(statement, context):
-    for operator, conditions in statement.get("Condition", {}).items():
-        assert operator in ("StringEquals", "StringLike"), operator
-        for key, wanted in conditions.items():
-            if key not in context:
-                return False
-            test = (lambda w: context[key] == w) if operator == "StringEquals" else \
-                (lambda w: matches(w, context[key]))
-            if not any(test(value) for value in as_list(wanted)):
-                return False
-    return True
-
-
-def allowed(document, action, resource, context):
-    verdict = False
-    for statement in document["Statement"]:
-        if not any(matches(pattern, action, case_sensitive=False)
-                   for pattern in as_list(statement["Action"])):
-            continue
-        if not any(matches(pattern, resource) for pattern in as_list(statement["Resource"])):
-            continue
-        if not conditions_hold(statement, context):
-            continue
-        if statement["Effect"] == "Deny":
-            return False
-        verdict = True
-    return verdict
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The Spark version of each EMR release, which the EMR runtime tier installs."""
+"""The Spark version of each EMR release, which the EMR runtime tier installs, and its Python."""
 import subprocess
 import sys
 
@@ -16,6 +16,12 @@ def test_the_configured_release_has_a_recorded_spark_3_5():
 def test_an_unrecorded_release_names_where_to_add_it():
     with pytest.raises(releases.UnknownReleaseError, match="SPARK_BY_RELEASE"):
         releases.spark_version("emr-7.99.0")
+
+
+def test_the_configured_release_runs_python_3_9():
+    assert releases.python_version(load_config().emr.release_label) == "3.9"
+    with pytest.raises(releases.UnknownReleaseError, match="SPARK_BY_RELEASE"):
+        releases.python_version("emr-7.99.0")
 
 
 def test_the_command_prints_the_pip_requirement_make_installs():

@@ -6,9 +6,11 @@ A target (``PipelineTarget``) decides how data is staged, how a Spark job runs
 (``msd_pipeline.graph``) wires the same tasks for every target.
 """
 import abc
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from airflow.sdk import BaseOperator, TaskGroup, XComArg
+from airflow.sdk.definitions._internal.contextmanager import DagContext
 
 from msdlib.config import PipelineConfig
 from msd_pipeline.run_context import RunContext
@@ -26,6 +28,16 @@ JOB_SCRIPTS = (INGEST_JOB, TRAIN_JOB, IMPUTE_JOB)
 def task_id_of(task: Union[BaseOperator, XComArg]) -> str:
     """The task id of an operator or of the task behind an XComArg."""
     return task.operator.task_id if isinstance(task, XComArg) else task.task_id
+
+
+@contextlib.contextmanager
+def target_task_group(group_id: str, tooltip: str) -> Iterator[TaskGroup]:
+    """The DAG's task group ``group_id`` of a target's tasks, created by the first
+    builder that needs it (setup, engine, release and resume share one)."""
+    dag = DagContext.get_current()
+    group = dag.task_group.get_task_group_dict().get(group_id) if dag else None
+    with group or TaskGroup(group_id, tooltip=tooltip) as current:
+        yield current
 
 
 class RunFiles(abc.ABC):

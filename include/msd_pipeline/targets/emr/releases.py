@@ -1,5 +1,6 @@
-"""The Python of EMR 7 and the Spark version each EMR 7 release ships (AWS's "Spark
-release history"; EMR's builds are ``<version>-amzn-N`` of Apache Spark ``<version>``).
+"""The Python of EMR 7 (on EC2 and Serverless) and the Spark version each EMR 7 release
+ships (AWS's "Spark release history"; EMR's builds are ``<version>-amzn-N`` of Apache Spark
+``<version>``).
 The EMR runtime test tier runs the jobs on that Python and on the configured release's
 Spark (``python -m msd_devtools.emr_runtime``); a release missing here fails it: add it
 from the release history page.
@@ -31,3 +32,9 @@ def spark_version(release_label: str) -> str:
         raise UnknownReleaseError(
             f"no Spark version recorded for {release_label!r}: add it to "
             f"msd_pipeline.targets.emr.releases.SPARK_BY_RELEASE") from None
+
+
+def python_version(release_label: str) -> str:
+    """The jobs' Python on ``release_label`` as "3.9" (every recorded release: EMR 7)."""
+    spark_version(release_label)  # an unrecorded release fails, naming where to add it
+    return "{}.{}".format(*EMR_PYTHON_VERSION)

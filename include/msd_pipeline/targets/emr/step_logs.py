@@ -26,7 +26,15 @@ def fetch_step_logs(s3_hook, log_uri: str, cluster_id: str, step_id: str, *,
                     wait_seconds: float, poll_seconds: float = 10.0,
                     sleep: Callable[[float], None] = time.sleep) -> Dict[str, Optional[str]]:
     """name → decompressed text (None when it never arrived within ``wait_seconds``)."""
-    uris = step_log_uris(log_uri, cluster_id, step_id)
+    return fetch_logs(s3_hook, step_log_uris(log_uri, cluster_id, step_id),
+                      wait_seconds=wait_seconds, poll_seconds=poll_seconds, sleep=sleep)
+
+
+def fetch_logs(s3_hook, uris: Dict[str, str], *, wait_seconds: float, poll_seconds: float = 10.0,
+               sleep: Callable[[float], None] = time.sleep) -> Dict[str, Optional[str]]:
+    """name → decompressed text of each gzip log in ``uris`` (None when it never arrived
+    within ``wait_seconds``); also the EMR Serverless driver logs
+    (targets/emr_serverless/job_runs.py)."""
     found: Dict[str, Optional[str]] = {name: None for name in uris}
     waited = 0.0
     while True:

@@ -25,21 +25,19 @@ cluster. The DAG's failure callback
 (``end_run_after_failure``) is the second backstop, for a run the scheduler ends without
 its teardown (a run timeout skips it).
 """
-import contextlib
 import datetime
 import functools
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.utils.waiter import WaitPolicy
-from airflow.sdk import TaskGroup, XComArg, task
-from airflow.sdk.definitions._internal.contextmanager import DagContext
+from airflow.sdk import XComArg, task
 
 from msdlib.config import EmrSettings, PipelineConfig, load_config
 from msd_pipeline.run_context import RunContext
 from msd_pipeline.staging.rules import SongSlice
 from msd_pipeline.targets.base import (PREPARE_TASK_ID, PipelineTarget, RunFiles, TaskLike,
-                                       task_id_of)
+                                       target_task_group, task_id_of)
 from msd_pipeline.targets.emr import code_shipping, cost, mongo_secret
 from msd_pipeline.targets.emr.cluster import build_job_flow_request, requests_fleets, run_tags
 from msd_pipeline.targets.emr.hook import PipelineEmrHook
@@ -218,14 +216,10 @@ class EmrTarget(PipelineTarget):
                     hook.first_step_created(cluster_id))}
 
 
-@contextlib.contextmanager
-def _cluster_group() -> Iterator[TaskGroup]:
-    """The DAG's ``cluster`` task group (created by the first builder that needs it)."""
-    dag = DagContext.get_current()
-    group = dag.task_group.get_task_group_dict().get(CLUSTER_GROUP) if dag else None
-    with group or TaskGroup(CLUSTER_GROUP, tooltip="The run's EMR cluster: checks, code, "
-                                                   "creation, release") as current:
-        yield current
+def _cluster_group():
+    """The DAG's ``cluster`` task group."""
+    return target_task_group(CLUSTER_GROUP, "The run's EMR cluster: checks, code, creation, "
+                                            "release")
 
 
 def _hook(emr: EmrSettings) -> PipelineEmrHook:

@@ -40,46 +40,46 @@ class Action:
     used_by: str
 
 
-def _actions(resource: str, used_by: str, *names: str) -> Tuple[Action, ...]:
+def actions_on(resource: str, used_by: str, *names: str) -> Tuple[Action, ...]:
     return tuple(Action(name, resource, used_by) for name in names)
 
 
 RUN_ACTIONS: Dict[str, Tuple[Action, ...]] = {
     AIRFLOW: (
-        *_actions(ANY, "cluster.create_cluster (RunJobFlow with tags and an auto-termination "
-                       "policy)",
-                  "elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"),
-        *_actions(CLUSTER, "create wait, Spark steps, teardown, run record (idle time: "
-                           "ListSteps)",
-                  "elasticmapreduce:DescribeCluster", "elasticmapreduce:AddJobFlowSteps",
-                  "elasticmapreduce:DescribeStep", "elasticmapreduce:ListSteps",
-                  "elasticmapreduce:TerminateJobFlows",
-                  "elasticmapreduce:PutAutoTerminationPolicy",
-                  "elasticmapreduce:GetAutoTerminationPolicy"),
-        *_actions(ANY, "teardown and failure callback find the run's clusters by name",
-                  "elasticmapreduce:ListClusters"),
-        *_actions(SERVICE_ROLE, "RunJobFlow passes the service role", "iam:PassRole"),
-        *_actions(JOB_FLOW_ROLE, "RunJobFlow passes the instance profile's role", "iam:PassRole"),
-        *_actions(BUCKET, "staging, code shipping, step logs (a missing key is a 404)",
-                  "s3:ListBucket"),
-        *_actions(OBJECTS, "staging, code, job config, artifacts, step logs",
-                  "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
-        *_actions(SECRET, "cluster.ship_code creates the run's Mongo secret, teardown deletes it",
-                  "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
-                  "secretsmanager:TagResource", "secretsmanager:DeleteSecret"),
+        *actions_on(ANY, "cluster.create_cluster (RunJobFlow with tags and an auto-termination "
+                         "policy)",
+                    "elasticmapreduce:RunJobFlow", "elasticmapreduce:AddTags"),
+        *actions_on(CLUSTER, "create wait, Spark steps, teardown, run record (idle time: "
+                             "ListSteps)",
+                    "elasticmapreduce:DescribeCluster", "elasticmapreduce:AddJobFlowSteps",
+                    "elasticmapreduce:DescribeStep", "elasticmapreduce:ListSteps",
+                    "elasticmapreduce:TerminateJobFlows",
+                    "elasticmapreduce:PutAutoTerminationPolicy",
+                    "elasticmapreduce:GetAutoTerminationPolicy"),
+        *actions_on(ANY, "teardown and failure callback find the run's clusters by name",
+                    "elasticmapreduce:ListClusters"),
+        *actions_on(SERVICE_ROLE, "RunJobFlow passes the service role", "iam:PassRole"),
+        *actions_on(JOB_FLOW_ROLE, "RunJobFlow passes the instance profile's role", "iam:PassRole"),
+        *actions_on(BUCKET, "staging, code shipping, step logs (a missing key is a 404)",
+                    "s3:ListBucket"),
+        *actions_on(OBJECTS, "staging, code, job config, artifacts, step logs",
+                    "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
+        *actions_on(SECRET, "cluster.ship_code creates the run's Mongo secret, teardown deletes it",
+                    "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+                    "secretsmanager:TagResource", "secretsmanager:DeleteSecret"),
     ),
     INSTANCE_PROFILE: (
-        *_actions(BUCKET, "the jobs list the run's files", "s3:ListBucket"),
-        *_actions(OBJECTS, "bootstrap, code, songs, artifacts, EMR's log pushing",
-                  "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                  "s3:AbortMultipartUpload"),
-        *_actions(SECRET, "the executors read the run's Mongo URI",
-                  "secretsmanager:GetSecretValue"),
-        *_actions(ANY, "Docker on YARN: the nodes' ECR auto-authentication",
-                  "ecr:GetAuthorizationToken"),
-        *_actions(REPOSITORY, "Docker on YARN: the nodes pull emr.container_image",
-                  "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                  "ecr:BatchCheckLayerAvailability"),
+        *actions_on(BUCKET, "the jobs list the run's files", "s3:ListBucket"),
+        *actions_on(OBJECTS, "bootstrap, code, songs, artifacts, EMR's log pushing",
+                    "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                    "s3:AbortMultipartUpload"),
+        *actions_on(SECRET, "the executors read the run's Mongo URI",
+                    "secretsmanager:GetSecretValue"),
+        *actions_on(ANY, "Docker on YARN: the nodes' ECR auto-authentication",
+                    "ecr:GetAuthorizationToken"),
+        *actions_on(REPOSITORY, "Docker on YARN: the nodes pull emr.container_image",
+                    "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability"),
     ),
 }
 
@@ -88,16 +88,16 @@ CONTAINER_IMAGE_ACTIONS = ("ecr:GetAuthorizationToken", "ecr:BatchGetImage",
                            "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
 
 PREFLIGHT_ACTIONS: Tuple[Action, ...] = (
-    *_actions(ANY, "preflight: who is the Airflow principal", *NEEDS_NO_PERMISSION),
-    *_actions(ANY, "preflight: simulate, find the EMR roles",
-              "iam:SimulatePrincipalPolicy", "iam:GetRole", "iam:GetInstanceProfile",
-              "iam:ListAttachedRolePolicies"),
-    *_actions(ANY, "preflight: release, instance types, quotas, network tags",
-              "elasticmapreduce:ListReleaseLabels", "elasticmapreduce:DescribeReleaseLabel",
-              "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
-              "servicequotas:GetServiceQuota", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
-              "ec2:DescribeSecurityGroups"),
-    *_actions(PROBE, "preflight: the S3 probe object is deleted again", "s3:DeleteObject"),
+    *actions_on(ANY, "preflight: who is the Airflow principal", *NEEDS_NO_PERMISSION),
+    *actions_on(ANY, "preflight: simulate, find the EMR roles",
+                "iam:SimulatePrincipalPolicy", "iam:GetRole", "iam:GetInstanceProfile",
+                "iam:ListAttachedRolePolicies"),
+    *actions_on(ANY, "preflight: release, instance types, quotas, network tags",
+                "elasticmapreduce:ListReleaseLabels", "elasticmapreduce:DescribeReleaseLabel",
+                "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
+                "servicequotas:GetServiceQuota", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+                "ec2:DescribeSecurityGroups"),
+    *actions_on(PROBE, "preflight: the S3 probe object is deleted again", "s3:DeleteObject"),
 )
 
 

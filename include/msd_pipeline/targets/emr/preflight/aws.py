@@ -48,10 +48,18 @@ def unavailable(call: str, error: Exception) -> Unavailable:
 class PreflightHook(PipelineEmrHook):
     """Read-only calls of the checks (plus the S3 probe object, deleted again)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: Dict[str, Any] = {}
+
     def client(self, service: str) -> Any:
-        return self.get_session(region_name=self.region_name).client(
-            service, endpoint_url=self.conn_config.get_service_endpoint_url(service),
-            config=self.config.merge(CLIENT_CONFIG), verify=self.verify)
+        """One client per service for the hook's life: building one loads the service's
+        model (about a quarter of a second), and the checks make some twenty calls."""
+        if service not in self._clients:
+            self._clients[service] = self.get_session(region_name=self.region_name).client(
+                service, endpoint_url=self.conn_config.get_service_endpoint_url(service),
+                config=self.config.merge(CLIENT_CONFIG), verify=self.verify)
+        return self._clients[service]
 
     # -- who runs the pipeline -------------------------------------------------------------
     def caller_arn(self) -> str:

@@ -21,7 +21,10 @@ EMR_SECURITY_GROUPS = ("ElasticMapReduce-master", "ElasticMapReduce-slave",
 
 # -- S3 ---------------------------------------------------------------------------------------
 
-def check_s3(emr: EmrSettings, hook: PreflightHook) -> Finding:
+def check_s3(emr: EmrSettings, hook: PreflightHook,
+             policy: str = "include/emr/iam-policy.json") -> Finding:
+    """List, write, read back and delete a probe below the root; ``policy`` is the
+    Airflow principal's policy the fix points to."""
     check = "s3 root"
     bucket = split_s3_uri(emr.s3_root)[0]
     probe_uri = join_uri(emr.s3_root, PREFLIGHT_FOLDER, f"probe-{uuid.uuid4().hex[:12]}")
@@ -36,7 +39,7 @@ def check_s3(emr: EmrSettings, hook: PreflightHook) -> Finding:
         if code in ACCESS_DENIED_CODES or code == "403":
             return problem(check, f"{error.operation_name} on {emr.s3_root} was denied",
                            "grant s3:ListBucket on the bucket and s3:GetObject/PutObject below "
-                           "the root, as include/emr/iam-policy.json does")
+                           f"the root, as {policy} does")
         return not_verified(check, f"{unavailable(error.operation_name, error)}: list, read "
                                    f"and write below {emr.s3_root} by hand")
     except AWS_ERRORS as error:
@@ -65,10 +68,10 @@ def check_release(emr: EmrSettings, hook: PreflightHook) -> List[Finding]:
             "emr release spark", f"Docker on YARN: the jobs run on {label}'s Spark in "
                                  f"{emr.container_image}, a pairing the EMR runtime tier "
                                  "does not test (it runs EMR 7's): try a small subset first")]
-    return [offered, _check_spark(label, hook)]
+    return [offered, check_spark(label, hook)]
 
 
-def _check_spark(label: str, hook: PreflightHook) -> Finding:
+def check_spark(label: str, hook: PreflightHook) -> Finding:
     check = "emr release spark"
     try:
         expected = releases.spark_version(label)

@@ -91,13 +91,13 @@ class Scope:
         entries = []
         for key, value in self.config.emr.tags.items():
             for condition in (f"aws:RequestTag/{key}", f"aws:ResourceTag/{key}"):
-                entries.append(_context_entry(condition, str(value)))
+                entries.append(context_entry(condition, str(value)))
         if resource in PASSED_TO:
-            entries.append(_context_entry("iam:PassedToService", PASSED_TO[resource]))
+            entries.append(context_entry("iam:PassedToService", PASSED_TO[resource]))
         return entries
 
 
-def _context_entry(key: str, value: str) -> Dict[str, Any]:
+def context_entry(key: str, value: str) -> Dict[str, Any]:
     return {"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": "string"}
 
 
@@ -148,10 +148,8 @@ def check_iam(config: PipelineConfig, hook: PreflightHook) -> List[Finding]:
     scope = Scope(partition, account, config,
                   service_role_arn or f"arn:{partition}:iam::{account}:role/{emr.service_role}",
                   job_flow_role_arn or f"arn:{partition}:iam::{account}:role/{emr.job_flow_role}")
-    airflow = principal_arn(caller)
-    if airflow and caller.split(":")[2] == "sts":
-        airflow = _resolve_role_path(hook, airflow)
-    principals = {actions.AIRFLOW: airflow, actions.INSTANCE_PROFILE: job_flow_role_arn}
+    principals = {actions.AIRFLOW: airflow_principal(hook, caller),
+                  actions.INSTANCE_PROFILE: job_flow_role_arn}
     return [roles_finding] + [_simulate(hook, scope, principal, arn, caller)
                               for principal, arn in principals.items()]
 
@@ -220,6 +218,14 @@ def _roles(config: PipelineConfig, hook: PreflightHook, partition: str,
         service_role_arn, job_flow_role_arn
 
 
+def airflow_principal(hook: PreflightHook, caller: str) -> Optional[str]:
+    """The principal to simulate for the caller, an assumed role with its path."""
+    airflow = principal_arn(caller)
+    if airflow and caller.split(":")[2] == "sts":
+        airflow = _resolve_role_path(hook, airflow)
+    return airflow
+
+
 def _resolve_role_path(hook: PreflightHook, role_arn: str) -> str:
     """The role's ARN with its path (an assumed-role ARN has none)."""
     try:
@@ -230,21 +236,37 @@ def _resolve_role_path(hook: PreflightHook, role_arn: str) -> str:
 
 def _simulate(hook: PreflightHook, scope: Scope, principal: str, arn: Optional[str],
               caller: str) -> Finding:
-    check = CHECK_BY_PRINCIPAL[principal]
-    policy = POLICY_BY_PRINCIPAL[principal]
+    requests = [SimulationRequest(names, scope.arns(resource), scope.context(resource))
+                for resource, names in _by_resource(scope.config, principal)]
+    return simulate_principal(hook, CHECK_BY_PRINCIPAL[principal], POLICY_BY_PRINCIPAL[principal],
+                              arn, caller, requests)
+
+
+@dataclass(frozen=True)
+class SimulationRequest:
+    """Actions on the same resources, with the same context."""
+    actions: List[str]
+    resource_arns: List[str]
+    context: List[Dict[str, Any]]
+
+
+def simulate_principal(hook: PreflightHook, check: str, policy: str, arn: Optional[str],
+                       caller: str, requests: List[SimulationRequest]) -> Finding:
+    """One finding for ``arn``: ok when every request is allowed, a problem naming the
+    denials, "not verified" when there is no principal or the simulation is not there."""
     if not arn:
         return not_verified(check, f"no IAM principal to simulate for {caller}: compare its "
                                    f"permissions with {policy} by hand")
     denied, count = [], 0
-    for resource, names in _by_resource(scope.config, principal):
+    for request in requests:
         try:
-            results = hook.simulate(arn, names, scope.arns(resource), scope.context(resource))
+            results = hook.simulate(arn, request.actions, request.resource_arns, request.context)
         except AWS_ERRORS as error:
             return not_verified(check, f"{unavailable('iam:SimulatePrincipalPolicy', error)}: "
                                        f"compare the policies of {arn} with {policy} by hand "
                                        "(aws iam simulate-principal-policy)")
         denied += denials(results)
-        count += len(names)
+        count += len(request.actions)
     if denied:
         return problem(check, f"{arn} may not: " + "; ".join(denied),
                        f"grant them as {policy} does (its placeholders filled in)")

@@ -1,0 +1,1 @@
+"""The EMR Serverless target: a run-scoped application, one job run per Spark step."""

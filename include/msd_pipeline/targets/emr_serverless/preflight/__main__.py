@@ -1,0 +1,9 @@
+"""python -m msd_pipeline.targets.emr_serverless.preflight [--config PATH]: one line per
+finding; exit 1 when a problem was found (findings.cli)."""
+import sys
+
+from msd_pipeline.targets.emr.preflight.findings import cli
+from msd_pipeline.targets.emr_serverless.preflight import run_checks
+
+if __name__ == "__main__":
+    sys.exit(cli("python -m msd_pipeline.targets.emr_serverless.preflight", run_checks))
