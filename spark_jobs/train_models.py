@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, List, Mapping
 
-from msdlib import cli, training
+from msdlib import accelerator, cli, training
 from msdlib.core.models import TrainingError, validate_grid_params
 from msdlib.io.mongo import mongo_uri_from_env, redact_uri
 
@@ -36,7 +36,8 @@ def main(argv: List[str]) -> int:
     started = time.time()
     spark = cli.create_spark_session(config, "msd-train-models")
     try:
-        check_grids(config.training.grids)
+        check_gpu_training(config.training.accelerator, spark)
+        check_grids(config.training.grids, config.training.accelerator)
         print("training on {} database {!r}".format(redact_uri(mongo_uri),
                                                     config.mongo.database), file=sys.stderr)
         watch = training.Stopwatch()
@@ -58,10 +59,19 @@ def main(argv: List[str]) -> int:
     return exit_code
 
 
-def check_grids(grids: Mapping[str, Any]) -> None:
+def check_gpu_training(accelerator_name: str, spark: Any) -> None:
+    """GPU training without a GPU or without spark-rapids-ml is a usage error (exit 2)."""
+    try:
+        accelerator.check_accelerator(accelerator_name,
+                                      lambda key: spark.conf.get(key, None))
+    except RuntimeError as exc:
+        raise cli.UsageError(str(exc)) from exc
+
+
+def check_grids(grids: Mapping[str, Any], accelerator_name: str) -> None:
     """Grid parameters the estimators lack are usage errors (needs the SparkContext)."""
     try:
-        validate_grid_params(grids)
+        validate_grid_params(grids, accelerator_name)
     except ValueError as exc:
         raise cli.UsageError(str(exc)) from exc
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from msdlib import env_vars
 from msdlib.core.evaluation import CLASSIFICATION_SCORES
-from msdlib.core.models import CLASSIFIERS, REGRESSORS, check_model_names
+from msdlib.core.models import CLASSIFIERS, GPU_MODELS, REGRESSORS, check_model_names
 
 # The folder holding spark_jobs/ and include/: relative paths in settings resolve against it.
 CHECKOUT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,6 +36,14 @@ GRID_STRATEGIES = ("auto", "cv", "split")
 STAGING_MODES = ("auto", "path", "url", "generated")
 INSTANCE_LAYOUTS = ("groups", "fleets")
 MONGO_MODES = ("secret", "master_node")
+# [emr] profile: "gpu" puts the core nodes on NVIDIA GPU types with the RAPIDS Accelerator
+# (cluster.py, docs/emr.md "GPU training"); training.accelerator picks the estimators.
+EMR_PROFILES = ("cpu", "gpu")
+ACCELERATORS = ("cpu", "gpu")
+GPU_CORE_TYPE = r"(g4dn|g5|g6)\.[0-9a-z]+"
+# Graviton (ARM) families carry a "g" after the generation (m6g, c7gn, g5g): AWS's RAPIDS
+# page lists ARM types as unsupported for the primary node.
+ARM_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
 SERVERLESS_ARCHITECTURES = ("X86_64", "ARM64")
 # "archive": the jobs' packages as a spark.archives dependency archive; "image": a
 # custom EMR Serverless image (emr_serverless.image_uri) that carries them.
@@ -267,12 +275,23 @@ class TrainingSettings:
         "with the champion, after the champion/challenger gate", retrain=True))
     # Local path or s3:// prefix; each run writes below <artifacts_uri>/<run_id>/.
     artifacts_uri: str = setting("artifacts")
+    # "gpu": logistic regression, random forests and linear regression from spark-rapids-ml
+    # (same parameters and grids; the perceptron and GBTs stay pyspark.ml), converted to
+    # pyspark.ml models before they are saved. Needs executors with GPUs
+    # (spark.executor.resource.gpu.amount: [emr] profile = "gpu") and the package; the job
+    # exits 2 without them, it never falls back to the CPU.
+    accelerator: str = setting("cpu", Rule(choices=ACCELERATORS))
 
     def problems(self) -> Iterator[str]:
         try:
             check_model_names(self.classifiers, self.regressors, self.grids)
         except ValueError as exc:
             yield str(exc)
+        weighted = [name for name in self.classifiers if name in GPU_MODELS]
+        if self.accelerator == "gpu" and self.class_weighting and weighted:
+            yield ("training.accelerator 'gpu' trains {} with spark-rapids-ml, which has no "
+                   "weightCol (setting one falls back to a CPU fit): set "
+                   "training.class_weighting = false".format(", ".join(weighted)))
 
 
 @dataclass(frozen=True)
@@ -307,6 +326,13 @@ class EmrSettings:
     core_instance_count: int = setting(2, Rule(minimum=1, maximum=50), FormField(
         "emr_core_instance_count", "EMR core nodes", target="emr", retrain=True))
     fleet_instance_types: List[str] = setting(["m5.xlarge", "m5a.xlarge", "m6i.xlarge"])
+    # "gpu": core nodes on gpu_core_instance_types (the first one in the "groups" layout,
+    # every one in a fleet) with the RAPIDS Accelerator's classifications and cgroup
+    # bootstrap, and spark-rapids-ml in the nodes' environment (requirements-emr-gpu.txt,
+    # Python 3.11); the primary node stays on master_instance_type (x86, no GPU).
+    profile: str = setting("cpu", Rule(choices=EMR_PROFILES))
+    gpu_core_instance_types: List[str] = setting(["g4dn.xlarge", "g6.xlarge", "g5.xlarge"],
+                                                 Rule(item_pattern=GPU_CORE_TYPE))
     core_on_spot: bool = setting(False, form=FormField(
         "emr_core_on_spot", "EMR core nodes on spot", target="emr", retrain=True))
     ec2_subnet_id: str = setting("")
@@ -349,12 +375,16 @@ class EmrSettings:
     # own price tables, which none of the sources reachable here held. EC2 on demand: the
     # same in several independent price tables. EMR fee: m5.xlarge and m5.2xlarge from
     # one independent table (25 % of EC2); m5a.xlarge and m6i.xlarge NOT verified (25 % of
-    # EC2 assumed). Check https://aws.amazon.com/emr/pricing/ for your region and types.
-    # A type missing from either table leaves the estimate incomplete.
+    # EC2 assumed). GPU types (g4dn.xlarge, g5.xlarge, g6.xlarge): EC2 on demand as AWS
+    # has listed them for us-east-1, NOT verified against any source reachable here; EMR
+    # fee NOT verified (25 % of EC2 assumed). Check https://aws.amazon.com/emr/pricing/ for
+    # your region and types. A type missing from either table leaves the estimate incomplete.
     ec2_hourly_prices: Dict[str, float] = setting({
-        "m5.xlarge": 0.192, "m5a.xlarge": 0.172, "m6i.xlarge": 0.192, "m5.2xlarge": 0.384})
+        "m5.xlarge": 0.192, "m5a.xlarge": 0.172, "m6i.xlarge": 0.192, "m5.2xlarge": 0.384,
+        "g4dn.xlarge": 0.526, "g5.xlarge": 1.006, "g6.xlarge": 0.8048})
     emr_hourly_fees: Dict[str, float] = setting({
-        "m5.xlarge": 0.048, "m5a.xlarge": 0.043, "m6i.xlarge": 0.048, "m5.2xlarge": 0.096})
+        "m5.xlarge": 0.048, "m5a.xlarge": 0.043, "m6i.xlarge": 0.048, "m5.2xlarge": 0.096,
+        "g4dn.xlarge": 0.1315, "g5.xlarge": 0.2515, "g6.xlarge": 0.2012})
     # The spot price as a fraction of the EC2 on-demand price (the EMR fee is never reduced).
     spot_price_fraction: float = setting(0.4, FRACTION)
     # Core nodes on spot are requested as an instance fleet (instance groups have no
@@ -376,6 +406,26 @@ class EmrSettings:
                    "({} s): lower it or raise the create timeout".format(
                        self.spot_timeout_minutes, self.create_timeout_seconds))
         yield from container_image_problems(self)
+        yield from gpu_profile_problems(self)
+
+
+def gpu_profile_problems(emr: "EmrSettings") -> Iterator[str]:
+    """Why emr.profile "gpu" cannot run as configured."""
+    if emr.profile != "gpu":
+        return
+    if not emr.gpu_core_instance_types:
+        yield "emr.gpu_core_instance_types must name at least one GPU instance type"
+    if ARM_FAMILY.match(emr.master_instance_type) or re.match(GPU_CORE_TYPE,
+                                                               emr.master_instance_type):
+        yield ("emr.profile 'gpu' keeps the primary node on an x86 CPU type (AWS's RAPIDS "
+               "page: no ARM primary), got emr.master_instance_type {!r}".format(
+                   emr.master_instance_type))
+    if not emr.release_label.startswith("emr-7."):
+        yield ("emr.profile 'gpu' carries AWS's RAPIDS classifications and cgroup bootstrap "
+               "for EMR 7.x, got release_label {!r}".format(emr.release_label))
+    if emr.container_image:
+        yield ("emr.profile 'gpu' installs spark-rapids-ml with the bootstrap, which "
+               "emr.container_image leaves out: clear emr.container_image")
 
 
 def container_image_problems(emr: "EmrSettings") -> Iterator[str]:

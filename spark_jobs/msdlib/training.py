@@ -109,7 +109,8 @@ def train_and_evaluate(songs: Any, counts: Mapping[str, Any], training: Training
                             parallelism=training.parallelism, seed=training.seed,
                             weighted=training.class_weighting,
                             decade_metric=training.decade_selection_metric,
-                            layer_ends=(len(used), len(prepared["classes"])))
+                            layer_ends=(len(used), len(prepared["classes"])),
+                            accelerator=training.accelerator)
     watch.lap("prepare")
     decade = train_decade(scaled, test, used, scaler, prepared, training, search)
     watch.lap("decade_models")

@@ -198,3 +198,28 @@ def test_an_unsupported_cpu_fails_before_installing_anything(tmp_path):
     assert result.returncode == 2
     assert "no MongoDB packages for architecture ppc64le" in result.stderr
     assert calls == []
+
+
+def test_the_gpu_profile_installs_its_extra_requirements_with_its_python(tmp_path):
+    """--extra-requirements (requirements-emr-gpu.txt) goes into the same environment after
+    the pins, which --python creates. The python3.11 stand-in records its calls like
+    python3's; the dnf install of a missing interpreter is not exercised here."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "python3.11").write_text(STUBS["python3"].replace('echo "python3 ', 'echo "python3.11 '))
+    (stubs / "python3.11").chmod(0o755)
+    extra_uri = "s3://bucket/runs/r1/code/requirements-emr-gpu.txt"
+    venv = tmp_path / "msd-venv"
+    result, calls = run_bootstrap(tmp_path, *venv_args(tmp_path), "--extra-requirements",
+                                  extra_uri, "--python", "python3.11")
+    assert result.returncode == 0, result.stderr
+    copies = [call.split() for call in calls if call.startswith("aws ")]
+    assert [copy[3] for copy in copies] == [REQUIREMENTS_URI, extra_uri]
+    python = str(venv / "bin" / "python")
+    assert [call for call in calls if call.startswith("sudo ")] == [
+        "sudo python3.11 -m venv " + str(venv),
+        "sudo {} -m pip install --quiet --no-cache-dir --upgrade pip".format(python),
+        "sudo {} -m pip install --quiet --no-cache-dir -r {}".format(python, copies[0][4]),
+        "sudo {} -m pip install --quiet --no-cache-dir -r {}".format(python, copies[1][4]),
+        "sudo {} -m pip check".format(python)]
+    assert not any(call.startswith("python3 ") for call in calls)

@@ -20,6 +20,13 @@ Decade classification:
   (benchmarks/README.md), so it pays only when its accuracy is worth that cost.
 Year regression: ``linear_regression``, ``random_forest_regressor``, ``gbt_regressor``.
 
+``training.accelerator`` "gpu": the ``GPU_MODELS`` come from spark-rapids-ml (cuML on the
+executors' GPUs) with the same Spark parameter names, hence the same grids; the perceptron
+and GBTs stay pyspark.ml. Each refit model is converted to its pyspark.ml equivalent
+(``to_pyspark_model``: spark-rapids-ml's ``cpu()``) before anything scores or saves it, so
+the saved PipelineModel is pure pyspark.ml. spark-rapids-ml has no weightCol (setting
+one falls back to a CPU fit), so the configuration refuses class weighting with them.
+
 Rare decades: a decade with fewer than ``training.min_decade_songs`` labelled songs is
 merged into the nearest decade that has enough (ties: the one with more songs, then
 the later one) rather than dropped: its songs still teach the model and get scored, and
@@ -40,6 +47,9 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 CLASSIFIERS = ("logistic_regression", "random_forest_classifier", "multilayer_perceptron",
                "gbt_classifier")
 REGRESSORS = ("linear_regression", "random_forest_regressor", "gbt_regressor")
+# training.accelerator "gpu": these come from spark-rapids-ml.
+GPU_MODELS = ("logistic_regression", "random_forest_classifier", "linear_regression",
+              "random_forest_regressor")
 
 LABEL_COL = "decade_label"
 WEIGHT_COL = "decade_weight"
@@ -115,19 +125,25 @@ def _check_hidden_layers(name: str, layers: Any) -> None:
                              "positive layer sizes, e.g. [[32], [64, 32]]".format(HIDDEN_LAYERS))
 
 
-def validate_grid_params(grids: Mapping[str, Mapping[str, Any]]) -> None:
+def validate_grid_params(grids: Mapping[str, Mapping[str, Any]], accelerator: str = "cpu") -> None:
     """Reject grid parameters the estimators do not have (needs a running SparkContext:
     estimators are JVM objects)."""
     for name, grid in grids.items():
-        target = _grid_target(make_estimator(name, seed=0, weighted=False))
+        target = _grid_target(make_estimator(name, seed=0, weighted=False,
+                                             accelerator=accelerator))
         for param in grid:
             if param != HIDDEN_LAYERS and not target.hasParam(param):
                 raise ValueError("training.grids.{} has no parameter {!r}".format(name, param))
 
 
-def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1) -> Any:
+def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1,
+                   accelerator: str = "cpu") -> Any:
+    """The estimator of model ``name``: pyspark.ml's, or spark-rapids-ml's for the
+    GPU_MODELS when ``accelerator`` is "gpu" (same classes, names and parameters)."""
     from pyspark.ml import classification, regression
 
+    if accelerator == "gpu" and name in GPU_MODELS:
+        from spark_rapids_ml import classification, regression  # type: ignore[no-redef]
     features = _features_col(name)
     if name in CLASSIFIERS:
         common = {"featuresCol": features, "labelCol": LABEL_COL,
@@ -156,6 +172,14 @@ def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1) -
     if name == "random_forest_regressor":
         return regression.RandomForestRegressor(seed=seed, **common)
     return regression.GBTRegressor(seed=seed, **common)
+
+
+def to_pyspark_model(model: Any) -> Any:
+    """A fitted spark-rapids-ml model as its pyspark.ml equivalent (its ``cpu()``: the
+    same coefficients or trees in Spark's own model class); a pyspark.ml model as is."""
+    if type(model).__module__.startswith("spark_rapids_ml."):
+        return model.cpu()
+    return model
 
 
 def _features_col(name: str) -> str:
@@ -274,6 +298,7 @@ class SearchSettings:
     weighted: bool
     decade_metric: str
     layer_ends: Tuple[int, int] = (0, 0)  # perceptron input width, classes
+    accelerator: str = "cpu"  # training.accelerator
 
 
 def tune(name: str, train: Any, grid: Mapping[str, List[Any]],
@@ -286,7 +311,7 @@ def tune(name: str, train: Any, grid: Mapping[str, List[Any]],
 
     started = time.time()
     estimator = make_estimator(name, search.seed, search.weighted and name in CLASSIFIERS,
-                               search.parallelism)
+                               search.parallelism, search.accelerator)
     param_maps = param_grid(estimator, grid, search.layer_ends)
     evaluator, metric = evaluator_for(name, search.decade_metric)
     scores, best_index, model = grid_search(estimator, param_maps, evaluator, train,
@@ -295,7 +320,7 @@ def tune(name: str, train: Any, grid: Mapping[str, List[Any]],
                    for i in range(len(scores))]
     return CandidateResult(name=name, cv_metric=metric, cv_score=scores[best_index],
                            best_params=_param_names(param_maps[best_index]),
-                           grid_scores=grid_scores, model=model,
+                           grid_scores=grid_scores, model=to_pyspark_model(model),
                            seconds=time.time() - started)
 
 

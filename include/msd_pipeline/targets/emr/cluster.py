@@ -11,7 +11,8 @@ from msdlib import env_vars
 from msdlib.config import (ECR_IMAGE, EMR_VENV, EMR_VENV_PYTHON, EmrSettings,
                            container_image_problems)
 
-from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, REQUIREMENTS, RunLayout
+from msd_pipeline.targets.emr.layout import (BOOTSTRAP_SCRIPT, GPU_CGROUP_SCRIPT,
+                                             GPU_REQUIREMENTS, REQUIREMENTS, RunLayout)
 
 # Spot capacity not there within emr.spot_timeout_minutes is provisioned on demand: the
 # run goes on at most at the on-demand price, where TERMINATE_CLUSTER would end a run whose
@@ -41,6 +42,50 @@ IMAGE_PYTHON = "/usr/bin/python3"
 # the application master) and the executors.
 CONTAINER_ENV_PREFIXES = ("spark.yarn.appMasterEnv.", "spark.executorEnv.")
 
+# [emr] profile "gpu": the configuration AWS documents for EMR 7.x in "Use the NVIDIA RAPIDS
+# Accelerator for Apache Spark" (EMR Release Guide, emr-spark-rapids; its table is in
+# tests/unit/test_emr_gpu_profile.py). YARN's GPU isolation runs on the cgroup v1 devices
+# controller that include/emr/bootstrap-gpu-cgroup.sh mounts at RAPIDS_CGROUP.
+RAPIDS_CGROUP = "/spark-rapids-cgroup"
+GPU_YARN_SITE = {
+    "yarn.nodemanager.resource-plugins": "yarn.io/gpu",
+    "yarn.resource-types": "yarn.io/gpu",
+    "yarn.nodemanager.resource-plugins.gpu.allowed-gpu-devices": "auto",
+    "yarn.nodemanager.resource-plugins.gpu.path-to-discovery-executables": "/usr/bin",
+    "yarn.nodemanager.linux-container-executor.cgroups.mount": "true",
+    "yarn.nodemanager.linux-container-executor.cgroups.mount-path": RAPIDS_CGROUP,
+    "yarn.nodemanager.linux-container-executor.cgroups.hierarchy": "yarn",
+    "yarn.nodemanager.container-executor.class":
+        "org.apache.hadoop.yarn.server.nodemanager.LinuxContainerExecutor",
+}
+GPU_CAPACITY_SCHEDULER = {"yarn.scheduler.capacity.resource-calculator":
+                          "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator"}
+# The page's spark-defaults less its XGBoost jar (spark.submit.pyFiles: no job here uses
+# XGBoost). One GPU per executor of 2 cores, half a GPU per task. Parallelism (shuffle
+# partitions included) and emr.spark_properties override these.
+GPU_SPARK_DEFAULTS = {
+    "spark.plugins": "com.nvidia.spark.SQLPlugin",
+    "spark.executor.resource.gpu.discoveryScript":
+        "/usr/lib/spark/scripts/gpu/getGpusResources.sh",
+    "spark.executor.extraLibraryPath": ":".join([
+        "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/cuda/extras/CUPTI/lib64",
+        "/usr/local/cuda/compat/lib", "/usr/local/cuda/lib", "/usr/local/cuda/lib64",
+        "/usr/lib/hadoop/lib/native", "/usr/lib/hadoop-lzo/lib/native",
+        "/docker/usr/lib/hadoop/lib/native", "/docker/usr/lib/hadoop-lzo/lib/native"]),
+    "spark.rapids.sql.concurrentGpuTasks": "1",
+    "spark.executor.resource.gpu.amount": "1",
+    "spark.executor.cores": "2",
+    "spark.task.cpus": "1",
+    "spark.task.resource.gpu.amount": "0.5",
+    "spark.rapids.memory.pinnedPool.size": "0",
+    "spark.executor.memoryOverhead": "2G",
+    "spark.locality.wait": "0s",
+    "spark.sql.shuffle.partitions": "200",
+    "spark.sql.files.maxPartitionBytes": "512m",
+}
+# The GPU environment's Python: spark-rapids-ml and cuML have no wheels for EMR 7's 3.9.
+GPU_PYTHON = "python3.11"
+
 
 class ClusterConfigError(ValueError):
     """The [emr] configuration cannot describe a cluster."""
@@ -67,7 +112,39 @@ def build_job_flow_request(emr: EmrSettings, layout: RunLayout, *, dag_id: str,
     }
     if emr.container_image:  # the image holds the packages the bootstrap would install
         del request["BootstrapActions"]
+    if emr.profile == "gpu":
+        apply_gpu_profile(request, layout)
     return request
+
+
+def apply_gpu_profile(request: Dict[str, Any], layout: RunLayout) -> None:
+    """Turn a CPU request into the GPU profile's: the cgroup bootstrap first, spark-rapids-ml
+    and Python 3.11 in the jobs' environment, the RAPIDS classifications, and the RAPIDS
+    spark-defaults under the request's own (which win)."""
+    main_bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
+    main_bootstrap["Args"] += ["--extra-requirements", layout.code_uri(GPU_REQUIREMENTS),
+                               "--python", GPU_PYTHON]
+    request["BootstrapActions"].insert(0, {
+        "Name": "mount-cgroup-v1-for-yarn-gpus",
+        "ScriptBootstrapAction": {"Path": layout.code_uri(GPU_CGROUP_SCRIPT), "Args": []}})
+    for configuration in request["Configurations"]:
+        if configuration["Classification"] == "spark-defaults":
+            configuration["Properties"] = {**GPU_SPARK_DEFAULTS, **configuration["Properties"]}
+    request["Configurations"] += gpu_configurations()
+
+
+def gpu_configurations() -> List[Dict[str, Any]]:
+    """The RAPIDS plugin, YARN's GPU scheduling and isolation, the container-executor's GPU
+    module and cgroups, and the capacity scheduler's DominantResourceCalculator."""
+    return [
+        {"Classification": "spark", "Properties": {"enableSparkRapids": "true"}},
+        {"Classification": "yarn-site", "Properties": dict(GPU_YARN_SITE)},
+        {"Classification": "container-executor", "Properties": {}, "Configurations": [
+            {"Classification": "gpu", "Properties": {"module.enabled": "true"}},
+            {"Classification": "cgroups",
+             "Properties": {"root": RAPIDS_CGROUP, "yarn-hierarchy": "yarn"}}]},
+        {"Classification": "capacity-scheduler", "Properties": dict(GPU_CAPACITY_SCHEDULER)},
+    ]
 
 
 def cluster_name(emr: EmrSettings, run_key: str) -> str:
@@ -119,7 +196,8 @@ def _instances(emr: EmrSettings) -> Dict[str, Any]:
             {"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
              "InstanceType": emr.master_instance_type, "InstanceCount": 1},
             {"Name": "core", "InstanceRole": "CORE", "Market": "ON_DEMAND",
-             "InstanceType": emr.core_instance_type, "InstanceCount": emr.core_instance_count},
+             "InstanceType": core_instance_types(emr)[0],
+             "InstanceCount": emr.core_instance_count},
         ]
         if emr.ec2_subnet_id:
             instances["Ec2SubnetId"] = emr.ec2_subnet_id
@@ -171,8 +249,11 @@ def instance_vcpus(instance_type: str) -> Optional[int]:
 
 
 def core_instance_types(emr: EmrSettings) -> List[str]:
-    return [emr.core_instance_type] if emr.instance_layout == "groups" \
-        else list(emr.fleet_instance_types)
+    """The core nodes' types: in the "gpu" profile emr.gpu_core_instance_types (the
+    "groups" layout takes the first)."""
+    fleet = emr.gpu_core_instance_types if emr.profile == "gpu" else emr.fleet_instance_types
+    single = fleet[0] if emr.profile == "gpu" else emr.core_instance_type
+    return [single] if emr.instance_layout == "groups" else list(fleet)
 
 
 def core_vcpus(emr: EmrSettings) -> int:

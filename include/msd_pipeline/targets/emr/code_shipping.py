@@ -1,5 +1,6 @@
 """Ship one run's code to its S3 prefix: the msdlib zip (``--py-files``), the job
-scripts, the bootstrap script and the EMR requirements it installs."""
+scripts, the bootstrap scripts and the EMR requirements they install (the GPU profile's
+too: a few hundred bytes, shipped whatever the profile)."""
 import io
 import zipfile
 from pathlib import Path
@@ -8,7 +9,9 @@ from typing import Dict
 from msdlib.io.sources import split_s3_uri
 from msd_pipeline.paths import EMR_DIR, SPARK_JOBS_DIR
 from msd_pipeline.targets.base import JOB_SCRIPTS
-from msd_pipeline.targets.emr.layout import BOOTSTRAP_SCRIPT, JOBS_ZIP, REQUIREMENTS, RunLayout
+from msd_pipeline.targets.emr.layout import (BOOTSTRAP_SCRIPT, GPU_CGROUP_SCRIPT,
+                                             GPU_REQUIREMENTS, JOBS_ZIP, REQUIREMENTS,
+                                             RunLayout)
 
 # A fixed timestamp makes the zip's bytes depend on the sources only.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -31,6 +34,8 @@ def code_files(spark_jobs_dir: Path = SPARK_JOBS_DIR, emr_dir: Path = EMR_DIR) -
     files = {JOBS_ZIP: build_jobs_zip(spark_jobs_dir),
              BOOTSTRAP_SCRIPT: (emr_dir / BOOTSTRAP_SCRIPT).read_bytes(),
              REQUIREMENTS: (emr_dir / REQUIREMENTS).read_bytes()}
+    for name in (GPU_CGROUP_SCRIPT, GPU_REQUIREMENTS):
+        files[name] = (emr_dir / name).read_bytes()
     for script in JOB_SCRIPTS:
         files[script] = (spark_jobs_dir / script).read_bytes()
     return files

@@ -1,6 +1,6 @@
 """Where one run's files live in S3, all below ``emr.s3_root``:
 
-    <s3_root>/runs/<run_key>/code/      msdlib.zip, the job scripts, bootstrap.sh, requirements
+    <s3_root>/runs/<run_key>/code/      msdlib.zip, the job scripts, the bootstraps, requirements
     <s3_root>/runs/<run_key>/job-config.json
     <s3_root>/logs/                     the clusters' LogUri (EMR appends the cluster id)
     <s3_root>/data/                     staged songs, shared by runs (staging is resumable)
@@ -15,6 +15,9 @@ from msdlib.io.sources import SourceError, split_s3_uri
 JOBS_ZIP = "msdlib.zip"
 BOOTSTRAP_SCRIPT = "bootstrap.sh"
 REQUIREMENTS = "requirements-emr.txt"
+# [emr] profile "gpu": the cgroup bootstrap and the GPU estimators' requirements.
+GPU_CGROUP_SCRIPT = "bootstrap-gpu-cgroup.sh"
+GPU_REQUIREMENTS = "requirements-emr-gpu.txt"
 ARTIFACTS_FOLDER = "artifacts"
 PREFLIGHT_FOLDER = "preflight"
 
