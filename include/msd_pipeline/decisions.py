@@ -26,6 +26,7 @@ import datetime
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from msdlib.config import MongoSettings
+from msd_pipeline import report_sections
 from msd_pipeline.gate import AWAIT_APPROVAL, PROMOTE, Decision
 from msd_pipeline.run_context import RunContext
 
@@ -202,10 +203,7 @@ def report_section(record: Mapping[str, Any]) -> str:
 def with_report_section(report: str, section: str) -> str:
     """``report`` with its decision section replaced by ``section`` (appended when it has
     none), so that writing it again changes nothing."""
-    begin, end = report.find(REPORT_BEGIN), report.find(REPORT_END)
-    if begin >= 0 and end > begin:
-        return report[:begin] + section + report[end + len(REPORT_END):].lstrip("\n")
-    return report.rstrip("\n") + "\n\n" + section
+    return report_sections.with_section(report, REPORT_BEGIN, REPORT_END, section)
 
 
 def save_decision(record: Mapping[str, Any], mongo: MongoSettings) -> None:

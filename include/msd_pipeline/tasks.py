@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 from airflow.sdk.exceptions import AirflowFailException
 
 from msdlib.config import ConfigError, PipelineConfig, load_config, parse_time_overrides
-from msd_pipeline import decisions, registry, retraining, run_records
+from msd_pipeline import decisions, registry, report_sections, retraining, run_records
 from msd_pipeline.params import config_overrides
 from msd_pipeline.run_context import RunContext, run_key_for
 from msd_pipeline.targets.base import PipelineTarget, RunFiles
@@ -118,12 +118,25 @@ def collect_metrics(target: PipelineTarget, run: RunContext,
         target_details=target.run_record_details(run, context),
         report_exists=lambda uri: files.read_bytes(uri) is not None, decision=stored)
     report_uri = record["artifacts"]["report_uri"]
+    cost = record["target_details"].get("cost")
+    if cost and report_uri:
+        add_cost_to_report(files, report_uri, cost)
     if stored and report_uri:
         add_decision_to_report(files, run.config, report_uri, stored)
     run_records.save_run_record(record, run.config.mongo)
     log.info("Run record %s stored in pipeline_runs", record["_id"])
     log.info("Report: %s", report_uri or "(none written)")
     return run_records.summarize(record)
+
+
+def add_cost_to_report(files: RunFiles, report_uri: str, cost: Dict[str, Any]) -> None:
+    """The target's cost estimate as a section of the report (before the decision's, so
+    the copy logged to MLflow carries it too)."""
+    report = files.read_text(report_uri)
+    if report is not None:
+        files.write_text(report_uri, report_sections.with_section(
+            report, report_sections.COST_BEGIN, report_sections.COST_END,
+            report_sections.cost_section(cost)))
 
 
 def add_decision_to_report(files: RunFiles, config: PipelineConfig, report_uri: str,

@@ -171,6 +171,9 @@ def test_success_under_iam_enforcement_records_the_cost_and_deletes_the_applicat
     assert cost["estimated_usd"] == pytest.approx(
         sum(item["estimated_usd"] for item in cost["job_runs"])) and cost["estimated_usd"] > 0
     assert "Final cost stored in run record" in run.logs
+    bucket, _, key = record["artifacts"]["report_uri"][len("s3://"):].partition("/")
+    report = client("s3", moto_url).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert "## Cost" in report and "USD** (provisional" in report
     # Application creation and start, and every job run, waited deferred.
     assert run.output.count("[DAG TEST] Trigger completed") >= 2 + len(job_runs), run.describe()
     assert_no_secret_leaked(env, run, sent_to_emr_serverless(driver))
