@@ -19,7 +19,8 @@ from spark_rapids_ml.regression import LinearRegressionModel as GpuLinearRegress
 
 from msdlib.core.models import (DECADE_PREDICTION_COL, LABEL_COL, YEAR_LABEL_COL,
                                 YEAR_PREDICTION_COL, fit_scaler, full_pipeline,
-                                make_estimator, scaled_features, task_frame, to_pyspark_model)
+                                make_estimator, prediction_col, scaled_features, task_frame,
+                                to_pyspark_model)
 
 COLUMNS = ["a", "b", "c"]
 
@@ -67,7 +68,8 @@ def test_logistic_regression_converts_to_the_pyspark_model_it_equals(songs, tmp_
         coef_=cpu.coefficientMatrix.toArray().tolist(),
         intercept_=cpu.interceptVector.toArray().tolist(),
         classes_=[0.0, 1.0, 2.0], n_cols=len(COLUMNS), dtype="float64", num_iters=1), cpu)
-    converted = to_pyspark_model(gpu)
+    gpu.setPredictionCol("prediction")  # the conversion gives the pipeline's column back
+    converted = to_pyspark_model(gpu, "logistic_regression")
     assert type(converted) is SparkLogisticRegressionModel
     assert converted.getFeaturesCol() == cpu.getFeaturesCol()
     assert predictions(converted, train, DECADE_PREDICTION_COL) == predictions(
@@ -86,7 +88,7 @@ def test_linear_regression_converts_to_the_pyspark_model_it_equals(songs, tmp_pa
     gpu = as_gpu_model(GpuLinearRegressionModel(
         coef_=cpu.coefficients.toArray().tolist(), intercept_=cpu.intercept,
         n_cols=len(COLUMNS), dtype="float64"), cpu)
-    converted = to_pyspark_model(gpu)
+    converted = to_pyspark_model(gpu, "linear_regression")
     assert type(converted) is SparkLinearRegressionModel
     expected = predictions(cpu, train, YEAR_PREDICTION_COL)
     assert predictions(converted, train, YEAR_PREDICTION_COL) == pytest.approx(expected)
@@ -100,7 +102,18 @@ def test_a_pyspark_model_passes_through_unconverted(songs):
     _, _, scaled = songs
     model = LinearRegression(featuresCol="year_features", labelCol=YEAR_LABEL_COL).fit(
         task_frame(scaled, "linear_regression"))
-    assert to_pyspark_model(model) is model
+    assert to_pyspark_model(model, "linear_regression") is model
+
+
+@pytest.mark.parametrize("name", ["random_forest_classifier", "random_forest_regressor"])
+def test_gpu_forests_are_built_without_the_prediction_column_they_refuse(spark, name):
+    """spark-rapids-ml's forests raise on predictionCol (Spark 3.5 and 4.2 alike): they
+    are built without it, and the evaluators read the column their models write."""
+    estimator = make_estimator(name, seed=1, weighted=False, accelerator="gpu")
+    assert type(estimator).__module__.startswith("spark_rapids_ml.")
+    assert prediction_col(estimator) == "prediction"
+    assert prediction_col(make_estimator(name, seed=1, weighted=False)) in (
+        DECADE_PREDICTION_COL, YEAR_PREDICTION_COL)
 
 
 def test_gpu_training_without_gpus_exits_2_at_start(spark, monkeypatch, capsys):

@@ -180,7 +180,11 @@ def test_only_the_gpu_profile_installs_spark_rapids_ml_with_python_3_11():
                                         "--python", "python3.11"]
     gpu_pins = [line for line in (EMR_DIR / "requirements-emr-gpu.txt").read_text().splitlines()
                 if line and not line.startswith("#")]
-    assert sorted(pin.split("==")[0] for pin in gpu_pins) == ["cuml-cu12", "spark-rapids-ml"]
+    assert sorted(pin.split("==")[0] for pin in gpu_pins if "==" in pin) == [
+        "cuml-cu12", "spark-rapids-ml"]
+    # What spark-rapids-ml imports but does not declare.
+    assert sorted(pin for pin in gpu_pins if "==" not in pin) == [
+        "pandas", "psutil", "pyarrow", "scipy"]
     cpu_pins = (EMR_DIR / "requirements-emr.txt").read_text()
     assert "spark-rapids-ml" not in cpu_pins and "cuml" not in cpu_pins
 

@@ -25,7 +25,8 @@ executors' GPUs) with the same Spark parameter names, hence the same grids; the 
 and GBTs stay pyspark.ml. Each refit model is converted to its pyspark.ml equivalent
 (``to_pyspark_model``: spark-rapids-ml's ``cpu()``) before anything scores or saves it, so
 the saved PipelineModel is pure pyspark.ml. spark-rapids-ml has no weightCol (setting
-one falls back to a CPU fit), so the configuration refuses class weighting with them.
+one falls back to a CPU fit), so the configuration refuses class weighting with them; its
+random forests have no predictionCol (the evaluators read ``prediction_col``).
 
 Rare decades: a decade with fewer than ``training.min_decade_songs`` labelled songs is
 merged into the nearest decade that has enough (ties: the one with more songs, then
@@ -142,7 +143,8 @@ def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1,
     GPU_MODELS when ``accelerator`` is "gpu" (same classes, names and parameters)."""
     from pyspark.ml import classification, regression
 
-    if accelerator == "gpu" and name in GPU_MODELS:
+    gpu = accelerator == "gpu" and name in GPU_MODELS
+    if gpu:
         from spark_rapids_ml import classification, regression  # type: ignore[no-redef]
     features = _features_col(name)
     if name in CLASSIFIERS:
@@ -159,7 +161,7 @@ def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1,
                 family="multinomial", probabilityCol="decade_probability", **common)
         if name == "random_forest_classifier":
             return classification.RandomForestClassifier(
-                seed=seed, probabilityCol="decade_probability", **common)
+                seed=seed, probabilityCol="decade_probability", **_forest_params(common, gpu))
         # OneVsRest reads each inner model's raw predictions from its own rawPredictionCol,
         # which a loaded OneVsRestModel resets to the default (pyspark 4.2): both keep it.
         del common["rawPredictionCol"]
@@ -170,15 +172,30 @@ def make_estimator(name: str, seed: int, weighted: bool, parallelism: int = 1,
     if name == "linear_regression":
         return regression.LinearRegression(**common)
     if name == "random_forest_regressor":
-        return regression.RandomForestRegressor(seed=seed, **common)
+        return regression.RandomForestRegressor(seed=seed, **_forest_params(common, gpu))
     return regression.GBTRegressor(seed=seed, **common)
 
 
-def to_pyspark_model(model: Any) -> Any:
-    """A fitted spark-rapids-ml model as its pyspark.ml equivalent (its ``cpu()``: the
-    same coefficients or trees in Spark's own model class); a pyspark.ml model as is."""
+def _forest_params(params: Dict[str, Any], gpu: bool) -> Dict[str, Any]:
+    """spark-rapids-ml's random forests refuse predictionCol: their models predict into
+    ``prediction`` (``prediction_col``) until converted (``to_pyspark_model``)."""
+    return {key: value for key, value in params.items() if not (gpu and key == "predictionCol")}
+
+
+def prediction_col(estimator: Any) -> str:
+    """The column ``estimator``'s fitted models predict into, for the evaluators."""
+    if estimator.hasParam("predictionCol"):
+        return estimator.getOrDefault("predictionCol")
+    return "prediction"  # spark-rapids-ml's random forests
+
+
+def to_pyspark_model(model: Any, name: str) -> Any:
+    """A fitted spark-rapids-ml model of model ``name`` as its pyspark.ml equivalent (its
+    ``cpu()``: the same coefficients or trees in Spark's own model class), predicting into
+    the pipeline's column; a pyspark.ml model as is."""
     if type(model).__module__.startswith("spark_rapids_ml."):
-        return model.cpu()
+        return model.cpu().setPredictionCol(
+            DECADE_PREDICTION_COL if name in CLASSIFIERS else YEAR_PREDICTION_COL)
     return model
 
 
@@ -314,13 +331,14 @@ def tune(name: str, train: Any, grid: Mapping[str, List[Any]],
                                search.parallelism, search.accelerator)
     param_maps = param_grid(estimator, grid, search.layer_ends)
     evaluator, metric = evaluator_for(name, search.decade_metric)
+    evaluator.set(evaluator.predictionCol, prediction_col(estimator))
     scores, best_index, model = grid_search(estimator, param_maps, evaluator, train,
                                             FOLD_COL, search.folds, search.parallelism)
     grid_scores = [{"params": _param_names(param_maps[i]), "score": scores[i]}
                    for i in range(len(scores))]
     return CandidateResult(name=name, cv_metric=metric, cv_score=scores[best_index],
                            best_params=_param_names(param_maps[best_index]),
-                           grid_scores=grid_scores, model=to_pyspark_model(model),
+                           grid_scores=grid_scores, model=to_pyspark_model(model, name),
                            seconds=time.time() - started)
 
 
