@@ -105,7 +105,8 @@ def _bodyless_requests_signed_as_sent(moto_aws_request):
     the body, so under IAM enforcement every such call fails with SignatureDoesNotMatch;
     AWS signs the empty body the client sent."""
     def create_aws_request(iam_request):
-        if iam_request._body:
+        # Query-protocol calls are POSTs whose form body moto parsed into _data: as they are.
+        if iam_request._body or iam_request._method not in ("GET", "HEAD", "DELETE"):
             return moto_aws_request(iam_request)
         parsed, iam_request._data = iam_request._data, b""
         try:

@@ -4,6 +4,7 @@ DescribeReleaseLabel; and EMR Serverless has no release listing at all), and a m
 or mis-trusting execution role, a missing subnet, no network with a private MongoDB and
 a missing or unpullable image each give their problem with its fix. moto answers 500
 for the APIs it lacks; the preflight's clients retry once (aws.py)."""
+import contextlib
 import json
 import subprocess
 import sys
@@ -43,13 +44,20 @@ def prepare_serverless_account(url):
     """What docs/emr-serverless.md has a user do once: the execution role with its trust
     and policy, and the image in ECR with a repository policy EMR Serverless pulls by."""
     iam = client("iam", url)
-    iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=iam_document(
+    # moto's accounts outlive a server: another module may have made the role already.
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=iam_document(
+            "execution-role-trust-policy.json"))
+    iam.update_assume_role_policy(RoleName=ROLE, PolicyDocument=iam_document(
         "execution-role-trust-policy.json"))
     iam.put_role_policy(RoleName=ROLE, PolicyName="msd-pipeline-job-runs",
                         PolicyDocument=iam_document("iam-execution-role-policy.json"))
     ecr = client("ecr", url)
-    ecr.create_repository(repositoryName=REPOSITORY)
-    ecr.put_image(repositoryName=REPOSITORY, imageManifest=json.dumps(MANIFEST), imageTag="7.5.0")
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=REPOSITORY)
+    with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
+        ecr.put_image(repositoryName=REPOSITORY, imageManifest=json.dumps(MANIFEST),
+                      imageTag="7.5.0")
     ecr.set_repository_policy(repositoryName=REPOSITORY, policyText=json.dumps(PULL_POLICY))
 
 
