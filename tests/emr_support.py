@@ -100,13 +100,14 @@ def moto_server(*buckets: str) -> Iterator[str]:
 
 
 def _bodyless_requests_signed_as_sent(moto_aws_request):
-    """moto 5.2 checks the signature of a request without a body (an EMR Serverless GET:
-    GetApplication, ListApplications, GetJobRun) over its parsed parameters as if they were
-    the body, so under IAM enforcement every such call fails with SignatureDoesNotMatch;
-    AWS signs the empty body the client sent."""
+    """moto 5.2 checks the signature of a request without a body (EMR Serverless's
+    GetApplication, StartApplication, ...) over its parsed parameters as if they were the
+    body, so under IAM enforcement every such call fails with SignatureDoesNotMatch; AWS
+    signs the empty body the client sent."""
     def create_aws_request(iam_request):
-        # Query-protocol calls are POSTs whose form body moto parsed into _data: as they are.
-        if iam_request._body or iam_request._method not in ("GET", "HEAD", "DELETE"):
+        # Query-protocol calls carry a form body moto parsed into _data: as they are.
+        form = "x-www-form-urlencoded" in iam_request._headers.get("Content-Type", "")
+        if iam_request._body or form:
             return moto_aws_request(iam_request)
         parsed, iam_request._data = iam_request._data, b""
         try:
