@@ -256,6 +256,13 @@ def calls_by_principal(calls: List["RecordedCall"], principals: Dict[str, str]) 
     return called
 
 
+def assert_calls_in_table(called: Dict[str, set], actions_of: Callable[[str], Any]) -> None:
+    """Every action each principal called is in its action table (``actions_of``)."""
+    for principal, names in called.items():
+        table = {action.name for action in actions_of(principal)}
+        assert names <= table, f"{principal} called actions the table lacks: {names - table}"
+
+
 @contextlib.contextmanager
 def recorded_calls(path: Path) -> Iterator[List[RecordedCall]]:
     """The AWS calls moto served inside the block, as IAM actions (filled in at exit)."""

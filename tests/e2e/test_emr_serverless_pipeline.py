@@ -22,8 +22,8 @@ from emr_dag_support import (SONGS, airflow_env_for, assert_no_secret_leaked,
 from emr_serverless_support import (FAILED_JOB_MARKER, JobRunDriver, RealJobRunner,
                                     emr_serverless_backend, failing_job, hanging_job,
                                     moto_as_aws)
-from emr_support import (ACCOUNT_ID, REGION, calls_by_principal, client, iam_enforced,
-                         iam_user, recorded_calls)
+from emr_support import (ACCOUNT_ID, REGION, assert_calls_in_table, calls_by_principal,
+                         client, iam_enforced, iam_user, recorded_calls)
 from msd_pipeline.targets.emr_serverless.preflight import actions
 from project_paths import PROJECT_ROOT
 
@@ -139,11 +139,10 @@ def test_success_under_iam_enforcement_records_the_cost_and_deletes_the_applicat
     assert run.tasks["serverless.preflight"] == "success", run.describe()
     called = calls_by_principal(calls, {user.access_key: principal
                                         for principal, user in iam_users.items()})
-    assert {"emr-serverless:CreateApplication", "emr-serverless:StartJobRun"} <= called[actions.AIRFLOW]
+    assert {"emr-serverless:CreateApplication", "emr-serverless:StartJobRun"} <= \
+        called[actions.AIRFLOW]
     assert "secretsmanager:GetSecretValue" in called[actions.EXECUTION_ROLE]
-    for principal, names in called.items():
-        table = {action.name for action in actions.actions_of(principal)}
-        assert names <= table, f"{principal} called actions the table lacks: {names - table}"
+    assert_calls_in_table(called, actions.actions_of)
     assert "AccessDenied" not in run.logs and "not authorized" not in run.logs
     db = pymongo.MongoClient(mongo_uri)[database]
     # Approval is off by default. A challenger the gate rejects is not promoted, and with

@@ -1,8 +1,7 @@
 """The EMR Serverless harness (tests/emr_serverless_support.py) against a moto server in
 this process, driven with plain boto3 as the product's hook will: a real PySpark entry
 point runs on local Spark and its driver logs land where AWS puts them; a failed run, a
-cancelled real process and a cancelled hanging run end as on AWS. Run under
-``flock /work/heavy.lock`` (one test starts Spark)."""
+cancelled real process and a cancelled hanging run end as on AWS (one test starts Spark)."""
 import contextlib
 import gzip
 import io
